@@ -1,0 +1,32 @@
+//! The wire protocol between sensor devices and the hub, used by both ends.
+//!
+//! `no_std`, no I/O, no clock: pure types and functions over bytes and values.
+//!
+//! Modules, in the order a frame passes through them:
+//! - [`limits`]: every bound (frame size, readings per batch, sensors per device).
+//! - [`message`]: the messages ([`DeviceMsg`], [`HubMsg`]) and their parts.
+//! - [`codec`]: frame bytes <-> messages (postcard), never panicking on any input.
+//! - [`validate`]: the rules a decoded message must satisfy (finite values, declared sensors,
+//!   plausible timestamps, sequence numbers).
+//! - [`payload`]: the compressed storage payload of one batch (delta-of-delta timestamps,
+//!   XOR'd floats), used by the hub's store.
+//! - [`error`]: the errors of all of the above.
+//!
+//! The byte layout, with golden vectors, is in `docs/protocol.md`.
+#![cfg_attr(not(feature = "std"), no_std)]
+#![forbid(unsafe_code)]
+
+#[cfg(feature = "alloc")]
+extern crate alloc;
+
+pub mod codec;
+pub mod error;
+pub mod limits;
+pub mod message;
+pub mod payload;
+pub mod validate;
+
+pub use codec::{decode_device, decode_hub, encode};
+pub use error::{DecodeError, EncodeError, HelloError};
+pub use message::*;
+pub use validate::{SensorSet, SeqVerdict, check_seq, validate_batch, validate_hello};
