@@ -12,13 +12,17 @@ use crate::message::{DeviceMsg, HubMsg};
 
 /// Decode a device-to-hub frame.
 pub fn decode_device(frame: &[u8]) -> Result<DeviceMsg, DecodeError> {
-    decode(frame, MAX_DEVICE_FRAME_BYTES)
+    decode(frame, MAX_DEVICE_FRAME_BYTES, DEVICE_MSG_TAGS)
 }
 
 /// Decode a hub-to-device frame.
 pub fn decode_hub(frame: &[u8]) -> Result<HubMsg, DecodeError> {
-    decode(frame, MAX_HUB_FRAME_BYTES)
+    decode(frame, MAX_HUB_FRAME_BYTES, HUB_MSG_TAGS)
 }
+
+/// Variants of `DeviceMsg` and `HubMsg`: the first byte of a frame is below these.
+const DEVICE_MSG_TAGS: u8 = 3;
+const HUB_MSG_TAGS: u8 = 6;
 
 /// Encode a message into `buf`, returning the bytes written.
 pub fn encode<'b, M: Serialize>(msg: &M, buf: &'b mut [u8]) -> Result<&'b mut [u8], EncodeError> {
@@ -35,9 +39,14 @@ pub fn to_vec<M: Serialize>(msg: &M) -> Result<alloc::vec::Vec<u8>, EncodeError>
     postcard::to_allocvec(msg).map_err(|_| EncodeError::Serialize)
 }
 
-fn decode<'a, M: Deserialize<'a>>(frame: &'a [u8], max: usize) -> Result<M, DecodeError> {
-    if frame.is_empty() {
+fn decode<'a, M: Deserialize<'a>>(frame: &'a [u8], max: usize, tags: u8) -> Result<M, DecodeError> {
+    let Some(&tag) = frame.first() else {
         return Err(DecodeError::Empty);
+    };
+    // The message tag is a one-byte varint while there are fewer than 128 message types;
+    // checking it first tells "a newer message I do not know" apart from garbage.
+    if tag >= tags {
+        return Err(DecodeError::UnknownMessage { tag });
     }
     if frame.len() > max {
         return Err(DecodeError::TooLarge { size: frame.len(), max });
@@ -53,10 +62,10 @@ fn map_postcard(e: postcard::Error) -> DecodeError {
     use postcard::Error as P;
     match e {
         P::DeserializeUnexpectedEnd => DecodeError::Truncated,
-        P::DeserializeBadEnum => DecodeError::UnknownVariant,
         P::DeserializeBadUtf8 | P::DeserializeBadChar => DecodeError::InvalidUtf8,
-        // heapless reports a list or string over its capacity as a custom serde error.
-        P::SerdeDeCustom => DecodeError::TooLong,
+        // Unknown enum variants and heapless lists or strings over their capacity both reach
+        // us as serde's custom errors.
+        P::DeserializeBadEnum | P::SerdeDeCustom => DecodeError::InvalidValue,
         _ => DecodeError::Malformed,
     }
 }

@@ -12,12 +12,12 @@ pub enum DecodeError {
     TooLarge { size: usize, max: usize },
     #[error("frame ends early (truncated message)")]
     Truncated,
-    #[error("unknown message or field variant")]
-    UnknownVariant,
+    #[error("unknown message type {tag}")]
+    UnknownMessage { tag: u8 },
     #[error("a string is not valid UTF-8")]
     InvalidUtf8,
-    #[error("a list is longer than its limit")]
-    TooLong,
+    #[error("a value out of its range: an unknown enum variant, or a list or string over its limit")]
+    InvalidValue,
     #[error("malformed frame")]
     Malformed,
     #[error("{extra} bytes after the end of the message")]

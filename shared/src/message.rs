@@ -15,6 +15,9 @@ use crate::limits::{MAX_FIRMWARE_LEN, MAX_READINGS_PER_BATCH, MAX_SENSORS, MAX_U
 pub const SUBPROTOCOL: &str = "telemetry.v1";
 
 /// Device to hub.
+// A Batch is large (its readings live inline: a device has no heap to box them into) and the
+// other variants small; messages are built and decoded one at a time, so the size is paid once.
+#[allow(clippy::large_enum_variant)]
 #[derive(Serialize, Deserialize, MaxSize, Debug, Clone, PartialEq)]
 pub enum DeviceMsg {
     /// First message on every connection; nothing else is accepted before it.
@@ -201,4 +204,7 @@ pub enum CloseReason {
     Timeout,
     /// A hub-side failure (close 1011); reconnect later.
     Internal,
+    /// A frame the hub cannot use: a text frame (close 1003), bytes that do not decode
+    /// (1007), or a frame over the size limit (1009). Fix the client.
+    BadFrame,
 }

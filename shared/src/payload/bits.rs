@@ -1,0 +1,161 @@
+//! Bit packing for the payload's stream: most significant bit first, both within a field and
+//! within a byte (the stream's first bit is bit 7 of its first byte). The writer pads the last
+//! byte with zero bits; the reader checks that padding and that nothing follows it.
+
+use alloc::vec::Vec;
+
+use super::PayloadError;
+
+/// Appends bits to a byte vector.
+pub(super) struct BitWriter<'a> {
+    out: &'a mut Vec<u8>,
+    /// Bits not yet pushed, right-aligned; fewer than 8 between calls.
+    pending: u64,
+    pending_len: u32,
+}
+
+impl<'a> BitWriter<'a> {
+    pub(super) fn new(out: &'a mut Vec<u8>) -> Self {
+        Self {
+            out,
+            pending: 0,
+            pending_len: 0,
+        }
+    }
+
+    pub(super) fn bit(&mut self, bit: bool) {
+        self.bits(u64::from(bit), 1);
+    }
+
+    /// Writes the low `n` bits of `value`, most significant first. `n` is at most 64.
+    pub(super) fn bits(&mut self, value: u64, n: u32) {
+        if n > 32 {
+            // Keep `pending` within 64 bits: at most 7 pending bits plus 32 new ones.
+            self.bits(value >> 32, n - 32);
+            self.bits(value, 32);
+            return;
+        }
+        if n == 0 {
+            return;
+        }
+        self.pending = (self.pending << n) | (value & (u64::MAX >> (64 - n)));
+        self.pending_len += n;
+        while self.pending_len >= 8 {
+            self.pending_len -= 8;
+            self.out.push((self.pending >> self.pending_len) as u8);
+        }
+        self.pending &= (1 << self.pending_len) - 1;
+    }
+
+    /// Pads the last byte with zero bits.
+    pub(super) fn finish(self) {
+        if self.pending_len > 0 {
+            self.out
+                .push((self.pending << (8 - self.pending_len)) as u8);
+        }
+    }
+}
+
+/// Reads bits from a byte slice; reading past its end is `Truncated`.
+pub(super) struct BitReader<'a> {
+    bytes: &'a [u8],
+    /// Position of the next bit, counted from bit 7 of `bytes[0]`.
+    pos: usize,
+}
+
+impl<'a> BitReader<'a> {
+    pub(super) fn new(bytes: &'a [u8]) -> Self {
+        Self { bytes, pos: 0 }
+    }
+
+    pub(super) fn bit(&mut self) -> Result<bool, PayloadError> {
+        Ok(self.bits(1)? == 1)
+    }
+
+    /// Reads `n` bits (at most 64), most significant first.
+    pub(super) fn bits(&mut self, n: u32) -> Result<u64, PayloadError> {
+        let mut left = n;
+        let mut value = 0u64;
+        while left > 0 {
+            let byte = *self
+                .bytes
+                .get(self.pos / 8)
+                .ok_or(PayloadError::Truncated)?;
+            let available = 8 - (self.pos % 8) as u32;
+            let take = available.min(left);
+            let chunk = (u32::from(byte) >> (available - take)) & ((1 << take) - 1);
+            value = (value << take) | u64::from(chunk);
+            self.pos += take as usize;
+            left -= take;
+        }
+        Ok(value)
+    }
+
+    /// Ends the stream: the rest of the current byte must be zero and no byte may follow.
+    pub(super) fn finish(self) -> Result<(), PayloadError> {
+        let used = self.pos.div_ceil(8);
+        let padding_bits = (used * 8 - self.pos) as u32;
+        if padding_bits > 0 {
+            let last = self.bytes.get(used - 1).copied().unwrap_or(0);
+            if u32::from(last) & ((1 << padding_bits) - 1) != 0 {
+                return Err(PayloadError::NonZeroPadding);
+            }
+        }
+        match self.bytes.len().saturating_sub(used) {
+            0 => Ok(()),
+            extra => Err(PayloadError::TrailingBytes { extra }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_are_packed_most_significant_bit_first_and_padded_with_zeros() {
+        let mut out = Vec::new();
+        let mut w = BitWriter::new(&mut out);
+        w.bits(0b101, 3);
+        w.bits(0x1ff, 9);
+        w.bit(true);
+        w.finish();
+        assert_eq!(out, [0b1011_1111, 0b1111_1000]);
+    }
+
+    #[test]
+    fn what_is_written_reads_back_for_every_width() {
+        let mut out = Vec::new();
+        let mut w = BitWriter::new(&mut out);
+        let fields: Vec<(u64, u32)> = (0..=64)
+            .map(|n| (0xdead_beef_cafe_f00d_u64.rotate_left(n), n))
+            .collect();
+        for &(v, n) in &fields {
+            w.bits(v, n);
+        }
+        w.finish();
+        let mut r = BitReader::new(&out);
+        for &(v, n) in &fields {
+            let mask = if n == 64 { u64::MAX } else { (1u64 << n) - 1 };
+            assert_eq!(r.bits(n), Ok(v & mask), "width {n}");
+        }
+        assert_eq!(r.finish(), Ok(()));
+    }
+
+    #[test]
+    fn reading_past_the_end_is_truncated() {
+        let mut r = BitReader::new(&[0xff]);
+        assert_eq!(r.bits(6), Ok(0x3f));
+        assert_eq!(r.bits(3), Err(PayloadError::Truncated));
+    }
+
+    #[test]
+    fn set_padding_bits_and_extra_bytes_are_refused() {
+        let mut r = BitReader::new(&[0b1010_0001]);
+        r.bits(3).unwrap();
+        assert_eq!(r.finish(), Err(PayloadError::NonZeroPadding));
+        let mut r = BitReader::new(&[0b1010_0000, 0, 0]);
+        r.bits(3).unwrap();
+        assert_eq!(r.finish(), Err(PayloadError::TrailingBytes { extra: 2 }));
+    }
+}
