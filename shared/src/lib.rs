@@ -8,8 +8,8 @@
 //! - [`codec`]: frame bytes <-> messages (postcard), never panicking on any input.
 //! - [`validate`]: the rules a decoded message must satisfy (finite values, declared sensors,
 //!   plausible timestamps, sequence numbers).
-//! - [`payload`]: the compressed storage payload of one batch (delta-of-delta timestamps,
-//!   XOR'd floats), used by the hub's store.
+//! - [`payload`]: the compressed storage payload of one batch (shared or delta-of-delta
+//!   timestamps; decimal deltas or XOR'd floats per series), used by the hub's store.
 //! - [`error`]: the errors of all of the above.
 //!
 //! The byte layout, with golden vectors, is in `docs/protocol.md`.

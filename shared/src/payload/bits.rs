@@ -1,10 +1,34 @@
 //! Bit packing for the payload's stream: most significant bit first, both within a field and
 //! within a byte (the stream's first bit is bit 7 of its first byte). The writer pads the last
 //! byte with zero bits; the reader checks that padding and that nothing follows it.
+//!
+//! The encoder writes each code through a [`BitSink`]: a [`BitCount`] to price the codecs a
+//! series could use, then the [`BitWriter`] for the one it picks, so a price is always exactly
+//! what the code costs.
 
 use alloc::vec::Vec;
 
 use super::PayloadError;
+
+/// Where codes go: bytes, or a count of the bits they would take.
+pub(super) trait BitSink {
+    /// Writes the low `n` bits of `value`, most significant first. `n` is at most 64.
+    fn bits(&mut self, value: u64, n: u32);
+
+    fn bit(&mut self, bit: bool) {
+        self.bits(u64::from(bit), 1);
+    }
+}
+
+/// Counts the bits written to it.
+#[derive(Default)]
+pub(super) struct BitCount(pub(super) u64);
+
+impl BitSink for BitCount {
+    fn bits(&mut self, _value: u64, n: u32) {
+        self.0 += u64::from(n);
+    }
+}
 
 /// Appends bits to a byte vector.
 pub(super) struct BitWriter<'a> {
@@ -23,12 +47,17 @@ impl<'a> BitWriter<'a> {
         }
     }
 
-    pub(super) fn bit(&mut self, bit: bool) {
-        self.bits(u64::from(bit), 1);
+    /// Pads the last byte with zero bits.
+    pub(super) fn finish(self) {
+        if self.pending_len > 0 {
+            self.out
+                .push((self.pending << (8 - self.pending_len)) as u8);
+        }
     }
+}
 
-    /// Writes the low `n` bits of `value`, most significant first. `n` is at most 64.
-    pub(super) fn bits(&mut self, value: u64, n: u32) {
+impl BitSink for BitWriter<'_> {
+    fn bits(&mut self, value: u64, n: u32) {
         if n > 32 {
             // Keep `pending` within 64 bits: at most 7 pending bits plus 32 new ones.
             self.bits(value >> 32, n - 32);
@@ -45,14 +74,6 @@ impl<'a> BitWriter<'a> {
             self.out.push((self.pending >> self.pending_len) as u8);
         }
         self.pending &= (1 << self.pending_len) - 1;
-    }
-
-    /// Pads the last byte with zero bits.
-    pub(super) fn finish(self) {
-        if self.pending_len > 0 {
-            self.out
-                .push((self.pending << (8 - self.pending_len)) as u8);
-        }
     }
 }
 

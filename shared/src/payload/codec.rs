@@ -1,11 +1,20 @@
-//! The payload codec: byte-aligned headers, then one bit stream of delta-of-delta timestamp
-//! codes and XOR value codes (layout in the parent module and `docs/storage-payload.md`).
+//! The payload codec: byte-aligned headers (one per series, with its mode, its timestamps
+//! unless it shares the previous series' and its first value), then one bit stream of
+//! delta-of-delta timestamp codes and value codes (layout in the parent module and
+//! `docs/storage-payload.md`).
 
 use alloc::vec::Vec;
 
-use super::bits::{BitReader, BitWriter};
+use super::bits::{BitReader, BitSink, BitWriter};
+use super::bytes::{ByteCursor, unzigzag, write_varint, zigzag};
+use super::values::{Coded, Start, ValueCodec};
 use super::{FORMAT_VERSION, PayloadError, Point};
 use crate::limits::MAX_READINGS_PER_BATCH;
+
+/// Bit 7 of a series' mode byte: its timestamps (and so its count) are those of the series
+/// before it. Devices sample all their sensors at one instant, so this is the usual case; it
+/// saves the count, the first timestamp and every timestamp code.
+const SHARES_TIMESTAMPS: u8 = 0x80;
 
 /// Payload bits of the delta-of-delta buckets whose prefix is 1, 2, 3, 4 or 5 one-bits
 /// (`10`, `110`, `1110`, `11110`, `11111`); the prefix `0` alone means a delta-of-delta of 0.
@@ -27,17 +36,43 @@ pub fn encode(points: &[Point], out: &mut Vec<u8>) {
     );
     let mut sorted = points.to_vec();
     sorted.sort_by_key(|p| (p.sensor, p.ts_ms));
-    let series: Vec<&[Point]> = sorted.chunk_by(|a, b| a.sensor == b.sensor).collect();
+    let mut series: Vec<Series<'_>> = Vec::new();
+    for points in sorted.chunk_by(|a, b| a.sensor == b.sensor) {
+        let shares_timestamps = series.last().is_some_and(|prev| {
+            prev.points.len() == points.len()
+                && prev
+                    .points
+                    .iter()
+                    .zip(points)
+                    .all(|(a, b)| a.ts_ms == b.ts_ms)
+        });
+        series.push(Series {
+            points,
+            shares_timestamps,
+            values: Coded::cheapest(points),
+        });
+    }
 
     out.push(FORMAT_VERSION);
     write_varint(out, series.len() as u64);
     let mut prev_first_ts = 0i64;
     for s in &series {
-        let Some(first) = s.first() else { continue };
+        let Some(first) = s.points.first() else {
+            continue;
+        };
         out.push(first.sensor);
-        write_varint(out, s.len() as u64);
-        write_varint(out, zigzag(first.ts_ms.wrapping_sub(prev_first_ts)));
-        prev_first_ts = first.ts_ms;
+        let shares = if s.shares_timestamps {
+            SHARES_TIMESTAMPS
+        } else {
+            0
+        };
+        out.push(shares | s.values.codec().mode_bits());
+        if !s.shares_timestamps {
+            write_varint(out, s.points.len() as u64);
+            write_varint(out, zigzag(first.ts_ms.wrapping_sub(prev_first_ts)));
+            prev_first_ts = first.ts_ms;
+        }
+        s.values.write_first(out);
     }
 
     let mut bits = BitWriter::new(out);
@@ -45,14 +80,23 @@ pub fn encode(points: &[Point], out: &mut Vec<u8>) {
     // series' first delta costs as little as any other.
     let mut prev_delta = 0i64;
     for s in &series {
-        for pair in s.windows(2) {
-            let delta = pair[1].ts_ms.wrapping_sub(pair[0].ts_ms);
-            write_dod(&mut bits, delta.wrapping_sub(prev_delta));
-            prev_delta = delta;
+        if !s.shares_timestamps {
+            for pair in s.points.windows(2) {
+                let delta = pair[1].ts_ms.wrapping_sub(pair[0].ts_ms);
+                write_dod(&mut bits, delta.wrapping_sub(prev_delta));
+                prev_delta = delta;
+            }
         }
-        write_values(&mut bits, s);
+        s.values.write_codes(&mut bits);
     }
     bits.finish();
+}
+
+/// The points of one sensor, sorted by time, and how they are coded.
+struct Series<'a> {
+    points: &'a [Point],
+    shares_timestamps: bool,
+    values: Coded<'a>,
 }
 
 /// Decode a payload, appending its points to `out`. On error `out` is left as it was.
@@ -70,10 +114,12 @@ struct SeriesHeader {
     sensor: u8,
     count: usize,
     first_ts_ms: i64,
+    shares_timestamps: bool,
+    values: Start,
 }
 
 fn decode_into(bytes: &[u8], out: &mut Vec<Point>) -> Result<(), PayloadError> {
-    let mut cursor = ByteCursor { bytes };
+    let mut cursor = ByteCursor { rest: bytes };
     let version = cursor.u8()?;
     if version != FORMAT_VERSION {
         return Err(PayloadError::UnsupportedVersion {
@@ -89,17 +135,29 @@ fn decode_into(bytes: &[u8], out: &mut Vec<Point>) -> Result<(), PayloadError> {
             max: MAX_READINGS_PER_BATCH,
         });
     }
-    let mut headers = Vec::with_capacity(series_count as usize);
+    let mut headers: Vec<SeriesHeader> = Vec::with_capacity(series_count as usize);
     let mut total = 0u64;
-    let mut prev_sensor: Option<u8> = None;
     let mut prev_first_ts = 0i64;
     for _ in 0..series_count {
         let sensor = cursor.u8()?;
-        let count = cursor.varint()?;
-        let first_ts_ms = prev_first_ts.wrapping_add(unzigzag(cursor.varint()?));
-        if let Some(previous) = prev_sensor.filter(|&p| p >= sensor) {
+        if let Some(previous) = headers.last().map(|h| h.sensor).filter(|&p| p >= sensor) {
             return Err(PayloadError::SensorOutOfOrder { sensor, previous });
         }
+        let mode = cursor.u8()?;
+        let codec = ValueCodec::from_mode_bits(mode & !SHARES_TIMESTAMPS)
+            .ok_or(PayloadError::UnknownSeriesMode { sensor, mode })?;
+        let shares_timestamps = mode & SHARES_TIMESTAMPS != 0;
+        let (count, first_ts_ms) = if shares_timestamps {
+            let prev = headers
+                .last()
+                .ok_or(PayloadError::NoTimestampsToShare { sensor })?;
+            (prev.count as u64, prev.first_ts_ms)
+        } else {
+            let count = cursor.varint()?;
+            let first_ts_ms = prev_first_ts.wrapping_add(unzigzag(cursor.varint()?));
+            prev_first_ts = first_ts_ms;
+            (count, first_ts_ms)
+        };
         if count == 0 {
             return Err(PayloadError::EmptySeries { sensor });
         }
@@ -110,47 +168,63 @@ fn decode_into(bytes: &[u8], out: &mut Vec<Point>) -> Result<(), PayloadError> {
                 max: MAX_READINGS_PER_BATCH,
             });
         }
+        let values = super::values::read_first(&mut cursor, codec)?;
         headers.push(SeriesHeader {
             sensor,
             count: count as usize,
             first_ts_ms,
+            shares_timestamps,
+            values,
         });
-        prev_sensor = Some(sensor);
-        prev_first_ts = first_ts_ms;
     }
 
     out.reserve(total as usize);
-    let mut bits = BitReader::new(cursor.bytes);
+    let mut bits = BitReader::new(cursor.rest);
     let mut prev_delta = 0i64;
+    let mut prev_series_start = out.len();
     for h in &headers {
         let series_start = out.len();
-        let mut ts_ms = h.first_ts_ms;
-        out.push(Point {
-            sensor: h.sensor,
-            ts_ms,
-            value: 0.0,
-        });
-        for _ in 1..h.count {
-            prev_delta = prev_delta.wrapping_add(read_dod(&mut bits)?);
-            ts_ms = ts_ms.wrapping_add(prev_delta);
+        if h.shares_timestamps {
+            // The previous series has exactly `h.count` points: its header said so.
+            for i in prev_series_start..series_start {
+                let ts_ms = out[i].ts_ms;
+                out.push(Point {
+                    sensor: h.sensor,
+                    ts_ms,
+                    value: 0.0,
+                });
+            }
+        } else {
+            let mut ts_ms = h.first_ts_ms;
             out.push(Point {
                 sensor: h.sensor,
                 ts_ms,
                 value: 0.0,
             });
+            for _ in 1..h.count {
+                prev_delta = prev_delta.wrapping_add(read_dod(&mut bits)?);
+                ts_ms = ts_ms.wrapping_add(prev_delta);
+                out.push(Point {
+                    sensor: h.sensor,
+                    ts_ms,
+                    value: 0.0,
+                });
+            }
         }
-        read_values(
+        super::values::read_codes(
             &mut bits,
             h.sensor,
+            h.values,
             out.get_mut(series_start..).unwrap_or_default(),
         )?;
+        prev_series_start = series_start;
     }
     bits.finish()
 }
 
 /// Delta-of-delta code: `0`, or one to four 1-bits and a 0-bit followed by a signed field of
 /// `DOD_BUCKET_BITS` bits, or five 1-bits followed by 64 bits.
-fn write_dod(bits: &mut BitWriter<'_>, dod: i64) {
+fn write_dod(bits: &mut impl BitSink, dod: i64) {
     if dod == 0 {
         bits.bit(false);
         return;
@@ -185,146 +259,4 @@ fn read_dod(bits: &mut BitReader<'_>) -> Result<i64, PayloadError> {
     // Sign-extend the `width`-bit two's complement field.
     let shift = 64 - width;
     Ok(((raw << shift) as i64) >> shift)
-}
-
-/// The first value as 32 raw bits, then per value its XOR with the previous one: `0` (same
-/// value), `10` + the XOR's bits inside the current window, or `11` + 5 bits of leading zeros +
-/// 5 bits of (meaningful length - 1) + the meaningful bits, which sets the window.
-fn write_values(bits: &mut BitWriter<'_>, series: &[Point]) {
-    let Some((first, rest)) = series.split_first() else {
-        return;
-    };
-    let mut prev = first.value.to_bits();
-    bits.bits(u64::from(prev), 32);
-    let mut window: Option<XorWindow> = None;
-    for p in rest {
-        let value = p.value.to_bits();
-        let xor = value ^ prev;
-        prev = value;
-        if xor == 0 {
-            bits.bit(false);
-            continue;
-        }
-        let tight = XorWindow {
-            leading: xor.leading_zeros(),
-            trailing: xor.trailing_zeros(),
-        };
-        match window {
-            Some(w) if w.holds(tight) && w.len() <= tight.len() + XorWindow::HEADER_BITS => {
-                bits.bits(0b10, 2);
-                bits.bits(u64::from(xor >> w.trailing), w.len());
-            }
-            _ => {
-                bits.bits(0b11, 2);
-                bits.bits(u64::from(tight.leading), 5);
-                bits.bits(u64::from(tight.len() - 1), 5);
-                bits.bits(u64::from(xor >> tight.trailing), tight.len());
-                window = Some(tight);
-            }
-        }
-    }
-}
-
-fn read_values(
-    bits: &mut BitReader<'_>,
-    sensor: u8,
-    series: &mut [Point],
-) -> Result<(), PayloadError> {
-    let mut prev = bits.bits(32)? as u32;
-    let mut window: Option<XorWindow> = None;
-    let mut points = series.iter_mut();
-    if let Some(first) = points.next() {
-        first.value = f32::from_bits(prev);
-    }
-    for p in points {
-        if bits.bit()? {
-            let w = if bits.bit()? {
-                let leading = bits.bits(5)? as u32;
-                let len = bits.bits(5)? as u32 + 1;
-                let trailing =
-                    32u32
-                        .checked_sub(leading + len)
-                        .ok_or(PayloadError::XorWindowTooWide {
-                            sensor,
-                            leading: leading as u8,
-                            len: len as u8,
-                        })?;
-                let w = XorWindow { leading, trailing };
-                window = Some(w);
-                w
-            } else {
-                window.ok_or(PayloadError::NoXorWindow { sensor })?
-            };
-            prev ^= (bits.bits(w.len())? as u32) << w.trailing;
-        }
-        p.value = f32::from_bits(prev);
-    }
-    Ok(())
-}
-
-/// Where an XOR's meaningful bits lie: `leading` zeros above them, `trailing` zeros below.
-/// Never empty: `leading + trailing < 32`.
-#[derive(Clone, Copy)]
-struct XorWindow {
-    leading: u32,
-    trailing: u32,
-}
-
-impl XorWindow {
-    /// What a new window costs over reusing one: 5 bits of leading zeros, 5 of length.
-    const HEADER_BITS: u32 = 10;
-
-    fn len(self) -> u32 {
-        32 - self.leading - self.trailing
-    }
-
-    fn holds(self, inner: XorWindow) -> bool {
-        inner.leading >= self.leading && inner.trailing >= self.trailing
-    }
-}
-
-fn write_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push(v as u8 | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-fn zigzag(v: i64) -> u64 {
-    ((v << 1) ^ (v >> 63)) as u64
-}
-
-fn unzigzag(v: u64) -> i64 {
-    (v >> 1) as i64 ^ -((v & 1) as i64)
-}
-
-/// Reads the byte-aligned header; what is left is the bit stream.
-struct ByteCursor<'a> {
-    bytes: &'a [u8],
-}
-
-impl ByteCursor<'_> {
-    fn u8(&mut self) -> Result<u8, PayloadError> {
-        let (&b, rest) = self.bytes.split_first().ok_or(PayloadError::Truncated)?;
-        self.bytes = rest;
-        Ok(b)
-    }
-
-    /// Unsigned LEB128: 7 bits per byte, least significant group first, high bit = more.
-    fn varint(&mut self) -> Result<u64, PayloadError> {
-        let mut v = 0u64;
-        for shift in (0..64).step_by(7) {
-            let b = self.u8()?;
-            let group = u64::from(b & 0x7f);
-            if shift == 63 && group > 1 {
-                return Err(PayloadError::Malformed);
-            }
-            v |= group << shift;
-            if b & 0x80 == 0 {
-                return Ok(v);
-            }
-        }
-        Err(PayloadError::Malformed)
-    }
 }

@@ -1,5 +1,6 @@
-//! The storage payload of one batch: its readings, compressed Gorilla-style (delta-of-delta
-//! timestamps, XOR'd floats), one series per sensor.
+//! The storage payload of one batch: its readings, compressed one series per sensor, with
+//! delta-of-delta timestamps (or, as devices usually send them, the timestamps of the previous
+//! series) and values as integer deltas in decimal steps, or XOR'd floats when they are not.
 //!
 //! The hub's store keeps one row per device batch with this payload as a blob, so its size is
 //! what the SD card pays per reading. Points come back grouped by sensor (ascending) and, within
@@ -8,23 +9,37 @@
 //! Layout (described byte by byte, with a golden vector, in `docs/storage-payload.md`):
 //! ```text
 //! header      version u8 = 1 | series count: varint
-//! per series  sensor u8 | point count: varint (>= 1) | first ts_ms minus the previous
-//!             series' first ts_ms (minus 0 for the first series): zigzag varint
-//! bit stream  per series: (count - 1) delta-of-delta codes, first value as 32 raw bits,
-//!             (count - 1) XOR codes; then zero bits up to a whole byte
+//! per series  sensor u8 | mode u8 | unless mode bit 7 (same timestamps as the previous
+//!             series): point count: varint (>= 1), first ts_ms minus the previous series'
+//!             first ts_ms (minus 0 for the first series): zigzag varint | first value: XOR:
+//!             4 bytes of f32 bits, big-endian; decimal: its step count, zigzag varint
+//! bit stream  per series: unless it shares timestamps, (count - 1) delta-of-delta codes;
+//!             (count - 1) value codes (XOR, or Rice codes of step deltas or
+//!             delta-of-deltas); then zero bits up to a whole byte
+//! mode        bit 7: shares timestamps | bits 6..0: 0 = XOR, or 1 o dd kkk = decimal:
+//!             o = delta-of-deltas, dd = decimals (steps of 10^-dd), kkk = Rice parameter
 //! ```
-//! The delta that delta-of-deltas refer to runs on from one series into the next (it starts
-//! at 0), because the sensors of one device share a sampling period. Timestamps use wrapping
-//! `i64` arithmetic, so every `i64` round-trips; values travel as raw `f32` bits, so every bit
-//! pattern (-0.0, NaN payloads, infinities) round-trips.
+//! The encoder picks, per series, the value codec that takes the fewest bits (`values`).
+//! The delta that timestamp delta-of-deltas refer to runs on from one series into the next (it
+//! starts at 0), because the sensors of one device share a sampling period. Timestamps use
+//! wrapping `i64` arithmetic, so every `i64` round-trips; a value is coded as decimal only if
+//! it decodes to the very same bits, and as raw `f32` bits otherwise, so every bit pattern
+//! (-0.0, NaN payloads, infinities, subnormals) round-trips.
 //!
 //! Decoding never panics, and reserves room for the points only once the series headers have
 //! shown there are at most [`MAX_READINGS_PER_BATCH`](crate::limits::MAX_READINGS_PER_BATCH).
+//!
+//! Modules: `codec` (encode and decode: series headers and timestamps) uses `values` (the
+//! value codecs), `bytes` (the header's varints) and `bits` (the bit stream's packing).
 
 #[cfg(feature = "alloc")]
 mod bits;
 #[cfg(feature = "alloc")]
+mod bytes;
+#[cfg(feature = "alloc")]
 mod codec;
+#[cfg(feature = "alloc")]
+mod values;
 
 #[cfg(feature = "alloc")]
 pub use codec::{decode, encode};
@@ -55,6 +70,12 @@ pub enum PayloadError {
     TooManyPoints { count: u64, max: usize },
     #[error("the series of sensor {sensor} has no points")]
     EmptySeries { sensor: u8 },
+    #[error(
+        "the series of sensor {sensor} shares the timestamps of the series before it, but it is the first"
+    )]
+    NoTimestampsToShare { sensor: u8 },
+    #[error("the series of sensor {sensor} has mode byte {mode:#04x}, which names no value codec")]
+    UnknownSeriesMode { sensor: u8, mode: u8 },
     #[error(
         "the series of sensor {sensor} follows sensor {previous}: series must be in strictly ascending sensor order"
     )]
