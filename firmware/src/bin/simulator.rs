@@ -1,1 +1,128 @@
-fn main() {}
+//! The simulator: runs one to thousands of simulated devices against a hub.
+//!
+//! ```text
+//! simulator --url ws://127.0.0.1:8080/ws/device --token-file tokens.txt --duration-s 60
+//! ```
+//!
+//! One device per token (`--token-file`, one per line, and/or `--token`, repeated);
+//! `--devices N` uses the first N. Runs until Ctrl-C or `--duration-s`, then each device
+//! delivers what it still holds, closes with 1000, and a summary is printed. The devices
+//! themselves live in `firmware::sim`; this file only turns flags into them.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use firmware::sim::{FleetSummary, SimDevice, run_fleet};
+use tokio::sync::watch;
+
+#[derive(Debug, Parser)]
+#[command(about = "Simulated sensor devices for the telemetry hub")]
+struct Args {
+    /// The hub's device endpoint.
+    #[arg(long, default_value = "ws://127.0.0.1:8080/ws/device")]
+    url: String,
+    /// How many devices to run (default: one per token).
+    #[arg(long)]
+    devices: Option<usize>,
+    /// A file of device tokens, one per line (blank lines and `#` comments skipped).
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+    /// A device token; repeat for more devices.
+    #[arg(long = "token")]
+    tokens: Vec<String>,
+    /// Sample interval per sensor, ms. Given: devices keep it whatever the hub configures.
+    #[arg(long)]
+    sample_ms: Option<u64>,
+    /// Readings per batch. Given: devices keep it whatever the hub configures.
+    #[arg(long)]
+    batch: Option<u16>,
+    /// Run this long, then stop; 0 runs until Ctrl-C.
+    #[arg(long, default_value_t = 0)]
+    duration_s: u64,
+    /// Base seed of the simulated sensors (device i uses seed + i).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Devices start with their clock set from the host (as by SNTP) instead of unset.
+    #[arg(long)]
+    sntp: bool,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let args = Args::parse();
+    let devices = devices(&args)?;
+    tracing::info!(devices = devices.len(), url = %args.url, "starting simulated devices");
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let fleet = tokio::spawn(run_fleet(devices, stop_rx));
+    let duration = args.duration_s;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("Ctrl-C: stopping"),
+        _ = tokio::time::sleep(Duration::from_secs(duration)), if duration > 0 => tracing::info!("duration reached: stopping"),
+    }
+    stop_tx.send_replace(true);
+    let reports = fleet.await.context("the fleet task failed")?;
+    for r in reports
+        .iter()
+        .filter(|r| r.error.is_some() || r.revoked || !r.acked_all)
+    {
+        tracing::warn!(device = %r.name, error = ?r.error, revoked = r.revoked, acked_all = r.acked_all, "device ended badly");
+    }
+    println!("{}", FleetSummary::of(&reports));
+    Ok(())
+}
+
+fn devices(args: &Args) -> anyhow::Result<Vec<SimDevice>> {
+    let mut tokens = args.tokens.clone();
+    if let Some(path) = &args.token_file {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        tokens.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(str::to_owned),
+        );
+    }
+    let n = args.devices.unwrap_or(tokens.len());
+    if tokens.is_empty() {
+        bail!("no device tokens: give --token or --token-file");
+    }
+    if n > tokens.len() {
+        bail!(
+            "--devices {n} needs {n} tokens, got {} (each device needs its own token)",
+            tokens.len()
+        );
+    }
+    let pinned = args.sample_ms.is_some() || args.batch.is_some();
+    Ok(tokens
+        .into_iter()
+        .take(n)
+        .enumerate()
+        .map(|(i, token)| {
+            let mut d = SimDevice::new(
+                args.url.clone(),
+                token,
+                format!("sim-{i}"),
+                args.seed.wrapping_add(i as u64),
+            );
+            if let Some(ms) = args.sample_ms {
+                d.sample_interval = Duration::from_millis(ms);
+            }
+            if let Some(b) = args.batch {
+                d.batch_max_readings = b;
+            }
+            d.follow_hub_config = !pinned;
+            d.sntp = args.sntp;
+            d
+        })
+        .collect())
+}

@@ -1,0 +1,67 @@
+//! `GET /ws/device`: the door for devices.
+//!
+//! Everything that can be refused is refused before the upgrade, with a plain HTTP status a
+//! device's log can show: no or unknown token (401), a subprotocol this hub does not speak
+//! (400), no room (503). After the upgrade, [`session`] runs the protocol.
+//!
+//! - [`registry`]: which devices are connected (one connection per device).
+//! - [`session`]: one device connection, Hello to close.
+
+pub mod registry;
+pub mod session;
+
+use axum::extract::{State, WebSocketUpgrade};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use crate::auth;
+use crate::metrics::Metrics;
+use crate::server::AppState;
+
+/// Bytes tungstenite buffers per device socket for reading and before flushing a write.
+/// Its default (128 KiB, zero-filled on first read) would cost 134 KiB of RAM per idle device;
+/// our largest device frame is `MAX_DEVICE_FRAME_BYTES` (4 KiB).
+pub const DEVICE_SOCKET_BUFFER: usize = 4096;
+
+/// Largest message tungstenite reads whole from a device. Frames between
+/// `MAX_DEVICE_FRAME_BYTES` and this are read and then refused by the decoder, so the device
+/// gets a clean Goodbye and close 1009; larger ones are cut off at the header (the socket may
+/// then be reset before the device reads the close frame).
+pub const DEVICE_READ_LIMIT: usize = 4 * shared::limits::MAX_DEVICE_FRAME_BYTES;
+
+pub async fn upgrade(State(app): State<AppState>, headers: HeaderMap, ws: WebSocketUpgrade) -> Response {
+    let token = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(auth::bearer);
+    let Some(token) = token else {
+        Metrics::inc(&app.metrics.device_auth_failures_total, 1);
+        return (StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, "Bearer")], "device token required: Authorization: Bearer <token>\n").into_response();
+    };
+    let device = match app.store.device_by_token_hash(&auth::hash_token(token)).await {
+        Ok(Some(device)) if !device.revoked => device,
+        Ok(_) => {
+            Metrics::inc(&app.metrics.device_auth_failures_total, 1);
+            return (StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, "Bearer")], "unknown or revoked device token\n").into_response();
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "token lookup failed");
+            return (StatusCode::SERVICE_UNAVAILABLE, "store unavailable, retry later\n").into_response();
+        }
+    };
+    let speaks_ours = ws.requested_protocols().any(|p| p.to_str().is_ok_and(|list| list.split(',').any(|p| p.trim() == shared::SUBPROTOCOL)));
+    if !speaks_ours {
+        return (StatusCode::BAD_REQUEST, format!("unsupported WebSocket subprotocol: this hub speaks {}\n", shared::SUBPROTOCOL)).into_response();
+    }
+    let Ok(permit) = app.connections.clone().try_acquire_owned() else {
+        return (StatusCode::SERVICE_UNAVAILABLE, [(header::RETRY_AFTER, "10")], "hub at capacity, retry later\n").into_response();
+    };
+    Metrics::inc(&app.metrics.device_connections_total, 1);
+    ws.protocols([shared::SUBPROTOCOL])
+        .read_buffer_size(DEVICE_SOCKET_BUFFER)
+        .write_buffer_size(0)
+        .max_write_buffer_size(64 * 1024)
+        .max_message_size(DEVICE_READ_LIMIT)
+        .max_frame_size(DEVICE_READ_LIMIT)
+        .on_upgrade(move |socket| async move {
+            session::run(socket, app, device).await;
+            drop(permit);
+        })
+}

@@ -1,0 +1,358 @@
+//! One device connection, from Hello to close.
+//!
+//! ```text
+//! frame -> decode -> (Hello | Batch | Heartbeat)
+//! Batch -> seq check -> clock -> validate -> live fan-out (now) -> store queue (waits when full)
+//!       -> commit -> Ack (cumulative, in order)
+//! ```
+//! The socket is read only while fewer than `Config::device_inflight` batches wait for their
+//! commit and while the store's queue has room: a slow store slows the device down (it keeps
+//! its batches in its outbox) instead of filling the hub's memory.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use futures_util::stream::{FuturesOrdered, StreamExt};
+use futures_util::FutureExt;
+use shared::payload::Point;
+use shared::{Batch, Clock, CloseReason, DeviceMsg, Hello, HubMsg, SensorSet, SeqVerdict};
+use tokio::time::{Instant, MissedTickBehavior};
+
+use super::registry::Registration;
+use crate::live::event::{DeviceStatus, Readings};
+use crate::live::LiveEvent;
+use crate::metrics::Metrics;
+use crate::server::AppState;
+use crate::store::{Committed, DeviceRecord, IncomingBatch, StoreError, TimeSource};
+use crate::time::unix_ms;
+
+/// How long a session closing for shutdown waits for the commits it is owed, so that its
+/// last batches are acked rather than resent.
+const SHUTDOWN_ACK_WAIT: Duration = Duration::from_secs(5);
+
+/// Why the read loop ended.
+enum End {
+    /// Tell the device why, then close with this code.
+    Close { reason: CloseReason, code: u16, text: &'static str },
+    /// The socket is gone or closed by the device: nothing more to send.
+    Gone,
+}
+
+fn close(reason: CloseReason, code: u16, text: &'static str) -> End {
+    End::Close { reason, code, text }
+}
+
+/// State of a connection after a valid Hello.
+struct Session {
+    app: AppState,
+    device: DeviceRecord,
+    name: Arc<str>,
+    boot_id: u32,
+    sensors: SensorSet,
+    /// Hub wall clock minus device uptime at Hello: maps `Clock::Uptime` batches of this boot.
+    uptime_offset_ms: i64,
+    /// Highest seq handed to the store (stored or waiting for its commit).
+    accepted_seq: u32,
+    /// Highest seq known committed (acked).
+    committed_seq: u32,
+    invalid_streak: u32,
+}
+
+type CommitFuture = futures_util::future::BoxFuture<'static, (u32, Result<Committed, StoreError>)>;
+
+pub async fn run(mut socket: WebSocket, app: AppState, device: DeviceRecord) {
+    let mut shutdown = app.shutdown.clone();
+    let name: Arc<str> = device.name.as_str().into();
+
+    // 1. Hello, within the timeout.
+    let hello = tokio::select! {
+        hello = read_hello(&mut socket, &app) => hello,
+        _ = tokio::time::sleep(app.config.hello_timeout) => Err(close(CloseReason::PolicyViolation, 1008, "no Hello in time")),
+        _ = shutdown.changed() => Err(close(CloseReason::Shutdown, 1001, "hub shutting down")),
+    };
+    let hello = match hello {
+        Ok(hello) => hello,
+        Err(end) => return finish(socket, end).await,
+    };
+    let sensors = match shared::validate_hello(&hello) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::info!(device = %name, error = %e, "invalid Hello");
+            return finish(socket, close(CloseReason::PolicyViolation, 1008, "invalid Hello")).await;
+        }
+    };
+    let now = unix_ms();
+    if let Err(e) = app.store.record_hello(device.id, &hello, now).await {
+        tracing::error!(device = %name, error = %e, "could not record Hello");
+        return finish(socket, close(CloseReason::Internal, 1011, "store unavailable")).await;
+    }
+    let stored_seq = match app.store.cursor(device.id, hello.boot_id).await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(device = %name, error = %e, "could not read cursor");
+            return finish(socket, close(CloseReason::Internal, 1011, "store unavailable")).await;
+        }
+    };
+    let welcome = HubMsg::Welcome(shared::Welcome { hub_time_ms: now as u64, stored_seq, config: app.config.device });
+    if send_msg(&mut socket, &welcome).await.is_err() {
+        return;
+    }
+    let registration = app.devices.register(device.id);
+    app.live.publish(status_event(&name, true, Some(hello.firmware.as_str())));
+    tracing::info!(device = %name, boot_id = hello.boot_id, firmware = %hello.firmware, stored_seq, "device online");
+
+    let mut session = Session {
+        uptime_offset_ms: now - hello.uptime_ms as i64,
+        boot_id: hello.boot_id,
+        sensors,
+        accepted_seq: stored_seq.unwrap_or(0),
+        committed_seq: stored_seq.unwrap_or(0),
+        invalid_streak: 0,
+        name: name.clone(),
+        device,
+        app: app.clone(),
+    };
+    let end = session.stream(&mut socket, registration, &mut shutdown).await;
+    finish(socket, end).await;
+}
+
+async fn read_hello(socket: &mut WebSocket, app: &AppState) -> Result<Hello, End> {
+    loop {
+        match next_frame(socket, app).await? {
+            DeviceMsg::Hello(hello) => return Ok(hello),
+            DeviceMsg::Heartbeat(_) => continue,
+            DeviceMsg::Batch(_) => return Err(close(CloseReason::PolicyViolation, 1008, "Hello must come first")),
+        }
+    }
+}
+
+/// The next decoded message, or how the connection ends. Pings and pongs are skipped
+/// (tungstenite answers pings itself).
+async fn next_frame(socket: &mut WebSocket, app: &AppState) -> Result<DeviceMsg, End> {
+    loop {
+        let message = match socket.recv().await {
+            None => return Err(End::Gone),
+            Some(Ok(m)) => m,
+            Some(Err(e)) => return Err(read_error(e)),
+        };
+        match message {
+            Message::Binary(bytes) => {
+                Metrics::inc(&app.metrics.frames_received_total, 1);
+                return shared::decode_device(&bytes).map_err(|e| {
+                    Metrics::inc(&app.metrics.frames_malformed_total, 1);
+                    tracing::debug!(error = %e, "undecodable frame");
+                    match e {
+                        shared::DecodeError::TooLarge { .. } => close(CloseReason::BadFrame, 1009, "frame too large"),
+                        _ => close(CloseReason::BadFrame, 1007, "frame does not decode"),
+                    }
+                });
+            }
+            Message::Text(_) => {
+                Metrics::inc(&app.metrics.frames_malformed_total, 1);
+                return Err(close(CloseReason::BadFrame, 1003, "binary frames only"));
+            }
+            Message::Close(_) => return Err(End::Gone),
+            Message::Ping(_) | Message::Pong(_) => continue,
+        }
+    }
+}
+
+/// A read error: a message over the size limit gets 1009; anything else means the socket is
+/// broken and there is no one to tell.
+fn read_error(e: axum::Error) -> End {
+    let inner = e.into_inner();
+    match inner.downcast_ref::<tungstenite::Error>() {
+        Some(tungstenite::Error::Capacity(_)) => close(CloseReason::BadFrame, 1009, "frame too large"),
+        Some(tungstenite::Error::Utf8(_)) => close(CloseReason::BadFrame, 1007, "invalid UTF-8"),
+        Some(tungstenite::Error::Protocol(_)) => close(CloseReason::PolicyViolation, 1002, "WebSocket protocol error"),
+        _ => End::Gone,
+    }
+}
+
+impl Session {
+    async fn stream(&mut self, socket: &mut WebSocket, mut registration: Registration, shutdown: &mut tokio::sync::watch::Receiver<bool>) -> End {
+        let app = self.app.clone();
+        let mut pending: FuturesOrdered<CommitFuture> = FuturesOrdered::new();
+        let mut ping = tokio::time::interval(app.config.ping_interval);
+        ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let dead_after = (app.config.ping_interval * 3).max(Duration::from_millis(u64::from(app.config.device.heartbeat_ms) * 3));
+        let mut last_heard = Instant::now();
+
+        let end = loop {
+            tokio::select! {
+                frame = next_frame(socket, &app), if pending.len() < app.config.device_inflight => {
+                    last_heard = Instant::now();
+                    let msg = match frame {
+                        Ok(msg) => msg,
+                        Err(end) => break end,
+                    };
+                    match self.handle(msg, &mut pending).await {
+                        Ok(Some(reply)) => if send_msg(socket, &reply).await.is_err() { break End::Gone },
+                        Ok(None) => {}
+                        Err(end) => break end,
+                    }
+                }
+                Some((seq, result)) = pending.next() => {
+                    if let Err(end) = self.committed(seq, result) { break end; }
+                    // Group commit answers many batches at once: gather every one that is ready
+                    // and send one cumulative Ack.
+                    let mut failed = None;
+                    while let Some(Some((seq, result))) = pending.next().now_or_never() {
+                        if let Err(end) = self.committed(seq, result) { failed = Some(end); break; }
+                    }
+                    if let Some(end) = failed { break end; }
+                    if send_msg(socket, &HubMsg::Ack { seq: self.committed_seq }).await.is_err() { break End::Gone; }
+                }
+                _ = ping.tick() => {
+                    if last_heard.elapsed() > dead_after {
+                        break close(CloseReason::Timeout, 4001, "no traffic within the heartbeat timeout");
+                    }
+                    if socket.send(Message::Ping(Default::default())).await.is_err() { break End::Gone; }
+                }
+                _ = registration.kicked.changed() => {
+                    let reason = (*registration.kicked.borrow()).unwrap_or(CloseReason::Replaced);
+                    break match reason {
+                        CloseReason::Revoked => close(reason, 1008, "token revoked"),
+                        _ => close(CloseReason::Replaced, 4000, "replaced by a newer connection"),
+                    };
+                }
+                _ = shutdown.changed() => break close(CloseReason::Shutdown, 1001, "hub shutting down"),
+            }
+        };
+
+        // Whatever the device sent and the store accepted is acked if its commit lands soon:
+        // the device then need not resend it.
+        if matches!(end, End::Close { reason: CloseReason::Shutdown | CloseReason::Replaced, .. }) && !pending.is_empty() {
+            let drain = async {
+                while let Some((seq, result)) = pending.next().await {
+                    if self.committed(seq, result).is_err() {
+                        break;
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(SHUTDOWN_ACK_WAIT, drain).await;
+            let _ = send_msg(socket, &HubMsg::Ack { seq: self.committed_seq }).await;
+        }
+        if app.devices.unregister(&registration) {
+            app.live.publish(status_event(&self.name, false, None));
+            tracing::info!(device = %self.name, "device offline");
+        }
+        end
+    }
+
+    fn committed(&mut self, seq: u32, result: Result<Committed, StoreError>) -> Result<(), End> {
+        match result {
+            Ok(Committed::Stored { .. }) | Ok(Committed::Duplicate) => {
+                self.committed_seq = self.committed_seq.max(seq);
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(device = %self.name, seq, error = %e, "commit failed");
+                Err(close(CloseReason::Internal, 1011, "store failure"))
+            }
+        }
+    }
+
+    /// Handle one message; the reply to send now, if any.
+    async fn handle(&mut self, msg: DeviceMsg, pending: &mut FuturesOrdered<CommitFuture>) -> Result<Option<HubMsg>, End> {
+        match msg {
+            DeviceMsg::Hello(_) => Err(close(CloseReason::PolicyViolation, 1008, "Hello sent twice")),
+            DeviceMsg::Heartbeat(hb) => Ok(Some(HubMsg::Pong { hub_time_ms: unix_ms() as u64, uptime_ms: hb.uptime_ms })),
+            DeviceMsg::Batch(batch) => self.batch(batch, pending).await,
+        }
+    }
+
+    async fn batch(&mut self, batch: Batch, pending: &mut FuturesOrdered<CommitFuture>) -> Result<Option<HubMsg>, End> {
+        let app = &self.app;
+        let seq = batch.seq;
+        match shared::check_seq(Some(self.accepted_seq), seq) {
+            Ok(SeqVerdict::Duplicate) => {
+                Metrics::inc(&app.metrics.batches_duplicate_total, 1);
+                // Stored, or waiting in a commit that will be acked: with nothing pending, every
+                // accepted batch is committed and the cumulative Ack covers this one.
+                return Ok(pending.is_empty().then_some(HubMsg::Ack { seq: self.committed_seq }));
+            }
+            Ok(SeqVerdict::New { .. }) => {}
+            Err(reason) => return self.reject(seq, reason),
+        }
+        let now = unix_ms();
+        let (base_ms, time_source) = match batch.clock {
+            Clock::Sntp { base_ms } => (base_ms as i64, TimeSource::Sntp),
+            Clock::Hub { base_ms } => (base_ms as i64, TimeSource::HubSynced),
+            Clock::Uptime { base_ms } => ((base_ms as i64).saturating_add(self.uptime_offset_ms), TimeSource::UptimeMapped),
+        };
+        if let Err(reason) = shared::validate_batch(&batch, &self.sensors, base_ms.max(0) as u64, now as u64) {
+            return self.reject(seq, reason);
+        }
+        self.invalid_streak = 0;
+
+        let points: Vec<Point> = batch.readings.iter().map(|r| Point { sensor: r.sensor, ts_ms: base_ms + i64::from(r.offset_ms), value: r.value }).collect();
+        self.publish_live(seq, time_source, &points);
+
+        let incoming = IncomingBatch {
+            device_id: self.device.id,
+            boot_id: self.boot_id,
+            seq,
+            time_source,
+            dropped: batch.dropped,
+            points,
+            received_ms: now,
+        };
+        // Waits while the store's queue is full: this is where backpressure reaches the socket.
+        let ticket = match app.store.enqueue(incoming).await {
+            Ok(ticket) => ticket,
+            Err(e) => {
+                tracing::error!(device = %self.name, error = %e, "store refused a batch");
+                return Err(close(CloseReason::Internal, 1011, "store unavailable"));
+            }
+        };
+        self.accepted_seq = seq;
+        pending.push_back(Box::pin(ticket.map(move |result| (seq, result))));
+        Ok(None)
+    }
+
+    fn reject(&mut self, seq: u32, reason: shared::RejectReason) -> Result<Option<HubMsg>, End> {
+        Metrics::inc(&self.app.metrics.batches_rejected_total, 1);
+        self.invalid_streak += 1;
+        tracing::debug!(device = %self.name, seq, ?reason, "batch rejected");
+        if self.invalid_streak >= self.app.config.max_invalid_batches {
+            return Err(close(CloseReason::PolicyViolation, 1008, "too many invalid batches"));
+        }
+        Ok(Some(HubMsg::Reject { seq, reason }))
+    }
+
+    fn publish_live(&self, seq: u32, time_source: TimeSource, points: &[Point]) {
+        if self.app.live.clients() == 0 {
+            return;
+        }
+        let mut sensors: Vec<u8> = points.iter().map(|p| p.sensor).collect();
+        sensors.sort_unstable();
+        sensors.dedup();
+        for sensor in sensors {
+            let json = serde_json::to_string(&Readings::new(&self.name, sensor, seq, time_source, points)).unwrap_or_default();
+            self.app.live.publish(LiveEvent { device: self.name.clone(), sensor: Some(sensor), json: Utf8Bytes::from(json) });
+        }
+    }
+}
+
+fn status_event(name: &Arc<str>, online: bool, firmware: Option<&str>) -> LiveEvent {
+    let json = serde_json::to_string(&DeviceStatus { kind: "device", device: name, online, firmware, ts_ms: unix_ms() }).unwrap_or_default();
+    LiveEvent { device: name.clone(), sensor: None, json: Utf8Bytes::from(json) }
+}
+
+async fn send_msg(socket: &mut WebSocket, msg: &HubMsg) -> Result<(), ()> {
+    let mut buf = [0u8; shared::limits::MAX_HUB_FRAME_BYTES];
+    let bytes = shared::encode(msg, &mut buf).map_err(|_| ())?;
+    socket.send(Message::Binary(bytes.to_vec().into())).await.map_err(|_| ())
+}
+
+/// Say goodbye (when there is someone to tell) and close.
+async fn finish(mut socket: WebSocket, end: End) {
+    if let End::Close { reason, code, text } = end {
+        let _ = send_msg(&mut socket, &HubMsg::Goodbye { reason }).await;
+        let _ = socket.send(Message::Close(Some(CloseFrame { code, reason: Utf8Bytes::from_static(text) }))).await;
+        // Give the close handshake a moment so the device sees the code, bounded.
+        let _ = tokio::time::timeout(Duration::from_secs(2), async { while let Some(Ok(_)) = socket.recv().await {} }).await;
+    }
+}

@@ -1,0 +1,235 @@
+//! One `/ws/live` connection: forwards the events its subscription selects, answers
+//! subscription messages, reports lag, and closes on shutdown with 1001.
+//!
+//! A new client receives everything. It narrows or widens that with small JSON messages:
+//! `{"type":"subscribe","device":"NAME","sensors":[0,2]}` (sensors optional: all of them),
+//! `{"type":"unsubscribe","device":"NAME"}`, and `"device":"*"` for every device. Each is
+//! answered with `{"type":"subscription",...}` showing the subscription now in force.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{broadcast, watch};
+use tokio::time::{Instant, MissedTickBehavior};
+
+use super::{LiveEvent, LiveFanout, event::Lagged};
+
+/// Devices one client may name in its subscription.
+pub const MAX_SUBSCRIBED_DEVICES: usize = 1024;
+/// Largest message a live client may send (subscriptions are tiny).
+pub const MAX_CLIENT_MESSAGE_BYTES: usize = 4096;
+
+/// What a client wants to see.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Subscription {
+    /// Every device, every sensor.
+    all: bool,
+    /// Device name -> sensors (`None`: all sensors of it).
+    devices: HashMap<Arc<str>, Option<BTreeSet<u8>>>,
+}
+
+impl Subscription {
+    pub fn everything() -> Self {
+        Self { all: true, devices: HashMap::new() }
+    }
+
+    /// Device status events go to anyone who sees the device at all.
+    pub fn wants(&self, event: &LiveEvent) -> bool {
+        if self.all {
+            return true;
+        }
+        match (self.devices.get(&event.device), event.sensor) {
+            (None, _) => false,
+            (Some(_), None) | (Some(None), Some(_)) => true,
+            (Some(Some(sensors)), Some(s)) => sensors.contains(&s),
+        }
+    }
+
+    fn apply(&mut self, request: ClientRequest) -> Result<(), String> {
+        match request {
+            ClientRequest::Subscribe { device, sensors } if device == "*" => {
+                if sensors.is_some() {
+                    return Err("\"*\" takes no sensor list".into());
+                }
+                self.all = true;
+                self.devices.clear();
+            }
+            ClientRequest::Subscribe { device, sensors } => {
+                if !self.all && !self.devices.contains_key(device.as_str()) && self.devices.len() >= MAX_SUBSCRIBED_DEVICES {
+                    return Err(format!("at most {MAX_SUBSCRIBED_DEVICES} devices per subscription"));
+                }
+                if self.all {
+                    // Naming a device narrows "everything" down to what is named from now on.
+                    self.all = false;
+                }
+                self.devices.insert(device.into(), sensors.map(|s| s.into_iter().collect()));
+            }
+            ClientRequest::Unsubscribe { device } if device == "*" => {
+                self.all = false;
+                self.devices.clear();
+            }
+            ClientRequest::Unsubscribe { device } => {
+                self.devices.remove(device.as_str());
+            }
+        }
+        Ok(())
+    }
+
+    fn describe(&self) -> SubscriptionView {
+        let mut devices: Vec<DeviceView> = self
+            .devices
+            .iter()
+            .map(|(name, sensors)| DeviceView { device: name.to_string(), sensors: sensors.as_ref().map(|s| s.iter().copied().collect()) })
+            .collect();
+        devices.sort_by(|a, b| a.device.cmp(&b.device));
+        SubscriptionView { kind: "subscription", all: self.all, devices }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+enum ClientRequest {
+    Subscribe { device: String, sensors: Option<Vec<u8>> },
+    Unsubscribe { device: String },
+}
+
+#[derive(Serialize)]
+struct SubscriptionView {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    all: bool,
+    devices: Vec<DeviceView>,
+}
+
+#[derive(Serialize)]
+struct DeviceView {
+    device: String,
+    sensors: Option<Vec<u8>>,
+}
+
+#[derive(Serialize)]
+struct ErrorView<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    message: &'a str,
+}
+
+fn json<T: Serialize>(value: &T) -> Message {
+    Message::Text(Utf8Bytes::from(serde_json::to_string(value).unwrap_or_default()))
+}
+
+/// Serve one live client until it leaves, dies, or the hub shuts down.
+pub async fn serve(mut socket: WebSocket, fanout: LiveFanout, mut shutdown: watch::Receiver<bool>, ping_interval: Duration) {
+    let mut events = fanout.subscribe();
+    let mut subscription = Subscription::everything();
+    let mut ping = tokio::time::interval(ping_interval);
+    ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut last_heard = Instant::now();
+
+    let close = loop {
+        tokio::select! {
+            event = events.recv() => match event {
+                Ok(event) => {
+                    if subscription.wants(&event) && socket.send(Message::Text(event.json.clone())).await.is_err() {
+                        return;
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    if socket.send(json(&Lagged { kind: "lagged", missed })).await.is_err() {
+                        return;
+                    }
+                }
+                Err(broadcast::error::RecvError::Closed) => break (1001, "hub shutting down"),
+            },
+            incoming = socket.recv() => {
+                last_heard = Instant::now();
+                match incoming {
+                    Some(Ok(Message::Text(text))) => {
+                        let answer = if text.len() > MAX_CLIENT_MESSAGE_BYTES {
+                            json(&ErrorView { kind: "error", message: "message too long" })
+                        } else {
+                            match serde_json::from_str::<ClientRequest>(text.as_str()).map_err(|e| e.to_string()).and_then(|r| subscription.apply(r)) {
+                                Ok(()) => json(&subscription.describe()),
+                                Err(message) => json(&ErrorView { kind: "error", message: &message }),
+                            }
+                        };
+                        if socket.send(answer).await.is_err() {
+                            return;
+                        }
+                    }
+                    Some(Ok(Message::Binary(_))) => break (1003, "live socket takes JSON text frames"),
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                    Some(Ok(_)) => {}
+                }
+            }
+            _ = ping.tick() => {
+                if last_heard.elapsed() > ping_interval * 3 {
+                    break (1001, "no answer to pings");
+                }
+                if socket.send(Message::Ping(Default::default())).await.is_err() {
+                    return;
+                }
+            }
+            _ = shutdown.changed() => break (1001, "hub shutting down"),
+        }
+    };
+    let (code, reason) = close;
+    let _ = socket.send(Message::Close(Some(CloseFrame { code, reason: Utf8Bytes::from_static(reason) }))).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(device: &str, sensor: Option<u8>) -> LiveEvent {
+        LiveEvent { device: device.into(), sensor, json: Utf8Bytes::from_static("{}") }
+    }
+
+    fn request(json: &str) -> ClientRequest {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn new_clients_see_everything() {
+        let sub = Subscription::everything();
+        assert!(sub.wants(&event("a", Some(1))));
+        assert!(sub.wants(&event("b", None)));
+    }
+
+    #[test]
+    fn subscribing_to_one_device_hides_every_other_device() {
+        let mut sub = Subscription::everything();
+        sub.apply(request(r#"{"type":"subscribe","device":"a"}"#)).unwrap();
+        assert!(sub.wants(&event("a", Some(3))));
+        assert!(sub.wants(&event("a", None)));
+        assert!(!sub.wants(&event("b", Some(3))));
+        assert!(!sub.wants(&event("b", None)));
+    }
+
+    #[test]
+    fn sensor_subscription_still_delivers_device_status() {
+        let mut sub = Subscription::everything();
+        sub.apply(request(r#"{"type":"subscribe","device":"a","sensors":[2]}"#)).unwrap();
+        assert!(sub.wants(&event("a", Some(2))));
+        assert!(!sub.wants(&event("a", Some(1))));
+        assert!(sub.wants(&event("a", None)));
+    }
+
+    #[test]
+    fn unsubscribe_star_stops_everything() {
+        let mut sub = Subscription::everything();
+        sub.apply(request(r#"{"type":"unsubscribe","device":"*"}"#)).unwrap();
+        assert!(!sub.wants(&event("a", Some(2))));
+        sub.apply(request(r#"{"type":"subscribe","device":"*"}"#)).unwrap();
+        assert!(sub.wants(&event("a", Some(2))));
+    }
+
+    #[test]
+    fn unknown_requests_are_refused_by_the_parser() {
+        assert!(serde_json::from_str::<ClientRequest>(r#"{"type":"hack"}"#).is_err());
+        assert!(serde_json::from_str::<ClientRequest>(r#"{"type":"subscribe"}"#).is_err());
+    }
+}

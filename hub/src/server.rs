@@ -1,0 +1,164 @@
+//! The listener, the router and shutdown.
+//!
+//! Shutdown follows mini-redis: a `watch` flag tells every connection task to finish (devices
+//! get Goodbye + 1001), each task holds a clone of an `mpsc::Sender` and the server waits
+//! until every clone is dropped, bounded by a deadline; then the store flushes its last group
+//! and checkpoints the WAL.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::get;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, mpsc, watch};
+
+use crate::config::Config;
+use crate::device::registry::ConnectedDevices;
+use crate::live::LiveFanout;
+use crate::metrics::Metrics;
+use crate::store::{Store, StoreConfig};
+use crate::{api, dashboard, device, live};
+
+/// How long shutdown waits for connections to close before it flushes the store anyway.
+const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(10);
+
+/// How often the hub looks for devices revoked from the CLI (another process) and closes
+/// their sockets.
+const REVOCATION_POLL: Duration = Duration::from_secs(2);
+
+/// Everything a handler needs, cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub live: LiveFanout,
+    pub devices: Arc<ConnectedDevices>,
+    pub metrics: Arc<Metrics>,
+    pub connections: Arc<Semaphore>,
+    pub shutdown: watch::Receiver<bool>,
+    /// Never sent on: every clone of the state holds one, and shutdown waits until the last
+    /// clone (the router's, each connection task's) is dropped.
+    _tasks: mpsc::Sender<()>,
+}
+
+/// A running hub: its address and the handle to stop it.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub state: AppState,
+}
+
+/// Open the store and serve on `listener` until `shutdown` resolves; then close every socket,
+/// flush and checkpoint. `on_ready` sees the state once the hub accepts connections (the demo
+/// uses it to start its simulated devices).
+pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static, on_ready: impl FnOnce(&Running)) -> anyhow::Result<()> {
+    let store_config = StoreConfig { path: config.db.clone(), commit_interval: config.commit_interval, queue_batches: config.store_queue, ..StoreConfig::default() };
+    let store = Store::open(store_config).map_err(|e| anyhow::anyhow!("cannot open database {}: {e}", config.db.display()))?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (tasks_tx, mut tasks_rx) = mpsc::channel::<()>(1);
+    let state = AppState {
+        live: LiveFanout::new(config.live_buffer),
+        connections: Arc::new(Semaphore::new(config.max_connections)),
+        config: Arc::new(config),
+        store: store.clone(),
+        devices: Arc::new(ConnectedDevices::default()),
+        metrics: Arc::new(Metrics::default()),
+        shutdown: stop_rx,
+        _tasks: tasks_tx,
+    };
+    let addr = listener.local_addr()?;
+    let router = router(state.clone());
+    on_ready(&Running { addr, state: state.clone() });
+    tracing::info!(%addr, "hub listening");
+
+    tokio::spawn(close_revoked_devices(state.clone()));
+    let mut serve_stop = state.shutdown.clone();
+    let server = tokio::spawn(
+        axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(async move {
+                let _ = serve_stop.changed().await;
+            })
+            .into_future(),
+    );
+    shutdown.await;
+    tracing::info!("shutting down: closing connections");
+    let _ = stop_tx.send(true);
+    drop(state);
+    // Every connection task holds a sender; recv() returns None once all are gone.
+    if tokio::time::timeout(SHUTDOWN_DEADLINE, tasks_rx.recv()).await.is_err() {
+        tracing::warn!("connections still open after {SHUTDOWN_DEADLINE:?}; closing the store anyway");
+    }
+    let _ = tokio::time::timeout(SHUTDOWN_DEADLINE, server).await;
+    tracing::info!("flushing and checkpointing the store");
+    store.close().await.map_err(|e| anyhow::anyhow!("closing the store: {e}"))?;
+    tracing::info!("hub stopped");
+    Ok(())
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/ws/device", get(device::upgrade))
+        .route("/ws/live", get(live_upgrade))
+        .merge(api::routes())
+        .merge(dashboard::routes())
+        .with_state(state)
+}
+
+async fn live_upgrade(axum::extract::State(app): axum::extract::State<AppState>, ws: axum::extract::WebSocketUpgrade) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let Ok(permit) = app.connections.clone().try_acquire_owned() else {
+        return (axum::http::StatusCode::SERVICE_UNAVAILABLE, "hub at capacity, retry later\n").into_response();
+    };
+    Metrics::inc(&app.metrics.live_connections_total, 1);
+    ws.read_buffer_size(live::client::MAX_CLIENT_MESSAGE_BYTES)
+        .max_message_size(live::client::MAX_CLIENT_MESSAGE_BYTES)
+        .max_frame_size(live::client::MAX_CLIENT_MESSAGE_BYTES)
+        .on_upgrade(move |socket| async move {
+            live::client::serve(socket, app.live.clone(), app.shutdown.clone(), app.config.ping_interval).await;
+            drop((app, permit));
+        })
+}
+
+/// Close the open connection of every revoked device (Goodbye `Revoked`, close 1008). The
+/// upgrade refuses revoked tokens already; this reaches the sockets that were open before.
+async fn close_revoked_devices(state: AppState) {
+    let mut shutdown = state.shutdown.clone();
+    let mut tick = tokio::time::interval(REVOCATION_POLL);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        match state.store.revoked_device_ids().await {
+            Ok(ids) => {
+                for id in ids {
+                    if state.devices.kick(id, shared::CloseReason::Revoked) {
+                        tracing::info!(device_id = id, "closing the connection of a revoked device");
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "could not read revoked devices"),
+        }
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
