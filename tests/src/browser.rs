@@ -183,13 +183,12 @@ impl Browser {
     /// named `<test>-timeout` and say what was awaited.
     pub async fn wait_for(&self, expression: &str, within: Duration) -> anyhow::Result<Value> {
         let deadline = Instant::now() + within;
-        let mut last = Value::Null;
         loop {
-            match self.eval(expression).await {
+            let last = match self.eval(expression).await {
                 Ok(v) if truthy(&v) => return Ok(v),
-                Ok(v) => last = v,
-                Err(e) => last = json!(e.to_string()),
-            }
+                Ok(v) => v,
+                Err(e) => json!(e.to_string()),
+            };
             if Instant::now() >= deadline {
                 let shot = self.screenshot("timeout").await.map(|p| p.display().to_string()).unwrap_or_else(|e| format!("(no screenshot: {e})"));
                 bail!("waited {within:?} for `{expression}` (last: {last}); screenshot {shot}");

@@ -5,6 +5,9 @@
 //! binary, minus argument parsing — so tests can stop it, restart it on the same database and
 //! open the database afterwards.
 
+pub mod process;
+pub mod proxy;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
