@@ -10,7 +10,7 @@
 //! - [`live`]: fan-out of live readings to `/ws/live` clients.
 //! - [`api`]: the HTTP API (`/api/...`, `/metrics`).
 //! - [`dashboard`]: the browser app, embedded, served at `/`.
-//! - [`metrics`]: counters.
+//! - [`metrics`]: counters for `/metrics`.
 //! - [`admin`]: the CLI's device management and export.
 //! - [`demo`]: the hub plus simulated devices in one process.
 

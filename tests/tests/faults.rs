@@ -101,7 +101,7 @@ async fn random_connection_cuts_lose_nothing_and_store_nothing_twice() -> anyhow
         rng ^= rng << 13;
         rng ^= rng >> 7;
         rng ^= rng << 17;
-        if rng % 4 == 0 {
+        if rng.is_multiple_of(4) {
             proxy.cut_mid_frame();
         } else {
             proxy.cut(rng as usize).await;
