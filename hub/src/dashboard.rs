@@ -81,11 +81,12 @@ pub static ASSETS: &[Asset] = assets![
 
 /// The dashboard's policy: everything from this origin, nothing inline, no framing. The live
 /// socket is same-origin, which `'self'` covers for `ws:`/`wss:` in CSP level 3.
-const CONTENT_SECURITY_POLICY: &str =
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
+const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
 
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/", get(index)).route("/{file}", get(file))
+    Router::new()
+        .route("/", get(index))
+        .route("/{file}", get(file))
 }
 
 /// The embedded file served at `/name`, if there is one.
@@ -103,19 +104,38 @@ async fn file(Path(name): Path<String>, headers: HeaderMap) -> Response {
 
 fn serve(asset: Option<&'static Asset>, request: &HeaderMap) -> Response {
     let Some(asset) = asset else {
-        return (StatusCode::NOT_FOUND, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], "not found\n").into_response();
+        return (
+            StatusCode::NOT_FOUND,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            "not found\n",
+        )
+            .into_response();
     };
     let etag = asset.etag();
     let common = [
-        (header::ETAG, HeaderValue::from_str(&etag).unwrap_or(HeaderValue::from_static("\"0\""))),
+        (
+            header::ETAG,
+            HeaderValue::from_str(&etag).unwrap_or(HeaderValue::from_static("\"0\"")),
+        ),
         (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
-        (header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")),
-        (header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CONTENT_SECURITY_POLICY)),
+        (
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ),
+        (
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+        ),
     ];
     if if_none_match(request, &etag) {
         return (StatusCode::NOT_MODIFIED, common).into_response();
     }
-    (common, [(header::CONTENT_TYPE, asset.content_type())], asset.body).into_response()
+    (
+        common,
+        [(header::CONTENT_TYPE, asset.content_type())],
+        asset.body,
+    )
+        .into_response()
 }
 
 /// `If-None-Match` holds this ETag (or `*`); weak comparison, as RFC 9110 asks for GET.
@@ -136,17 +156,28 @@ mod tests {
     #[test]
     fn every_file_in_the_dashboard_folder_is_embedded_and_nothing_else() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../dashboard");
-        let mut on_disk: Vec<String> = std::fs::read_dir(&dir).expect("dashboard folder").map(|e| e.expect("entry").file_name().to_string_lossy().into_owned()).collect();
+        let mut on_disk: Vec<String> = std::fs::read_dir(&dir)
+            .expect("dashboard folder")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
         let mut embedded: Vec<String> = ASSETS.iter().map(|a| a.name.to_owned()).collect();
         on_disk.sort();
         embedded.sort();
-        assert_eq!(embedded, on_disk, "dashboard/ and ASSETS in hub/src/dashboard.rs must list the same files");
+        assert_eq!(
+            embedded, on_disk,
+            "dashboard/ and ASSETS in hub/src/dashboard.rs must list the same files"
+        );
     }
 
     #[test]
     fn every_embedded_file_has_a_known_content_type() {
         for asset in ASSETS {
-            assert_ne!(asset.content_type(), "application/octet-stream", "{}", asset.name);
+            assert_ne!(
+                asset.content_type(),
+                "application/octet-stream",
+                "{}",
+                asset.name
+            );
         }
     }
 
@@ -162,7 +193,10 @@ mod tests {
     #[test]
     fn if_none_match_accepts_lists_weak_tags_and_star() {
         let mut h = HeaderMap::new();
-        h.insert(header::IF_NONE_MATCH, HeaderValue::from_static("\"x\", W/\"abc\""));
+        h.insert(
+            header::IF_NONE_MATCH,
+            HeaderValue::from_static("\"x\", W/\"abc\""),
+        );
         assert!(if_none_match(&h, "\"abc\""));
         assert!(!if_none_match(&h, "\"abd\""));
         h.insert(header::IF_NONE_MATCH, HeaderValue::from_static("*"));

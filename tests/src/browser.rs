@@ -59,7 +59,9 @@ pub struct Browser {
 impl Browser {
     /// Start Chromium and open a blank page. `name` prefixes the screenshots.
     pub async fn launch(name: &str) -> anyhow::Result<Browser> {
-        let binary = std::env::var_os("CHROMIUM").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(CHROMIUM));
+        let binary = std::env::var_os("CHROMIUM")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(CHROMIUM));
         if !binary.exists() {
             bail!("Chromium not found at {}: {INSTALL_HINT}", binary.display());
         }
@@ -90,7 +92,9 @@ impl Browser {
             .stderr(Stdio::null());
         #[cfg(unix)]
         std::os::unix::process::CommandExt::process_group(&mut command, 0);
-        let mut child = command.spawn().with_context(|| format!("starting {}: {INSTALL_HINT}", binary.display()))?;
+        let mut child = command
+            .spawn()
+            .with_context(|| format!("starting {}: {INSTALL_HINT}", binary.display()))?;
 
         let endpoint = match devtools_endpoint(profile.path(), &mut child).await {
             Ok(e) => e,
@@ -99,7 +103,9 @@ impl Browser {
                 return Err(e);
             }
         };
-        let (ws, _) = tokio_tungstenite::connect_async(endpoint.as_str()).await.context("connecting to Chromium's DevTools socket")?;
+        let (ws, _) = tokio_tungstenite::connect_async(endpoint.as_str())
+            .await
+            .context("connecting to Chromium's DevTools socket")?;
         let (sink, mut stream) = ws.split();
         let pending: Pending = Arc::default();
         let errors: Arc<Mutex<Vec<String>>> = Arc::default();
@@ -108,9 +114,15 @@ impl Browser {
             tokio::spawn(async move {
                 while let Some(Ok(msg)) = stream.next().await {
                     let Message::Text(text) = msg else { continue };
-                    let Ok(v) = serde_json::from_str::<Value>(text.as_str()) else { continue };
+                    let Ok(v) = serde_json::from_str::<Value>(text.as_str()) else {
+                        continue;
+                    };
                     if let Some(id) = v["id"].as_u64() {
-                        if let Some(tx) = pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&id) {
+                        if let Some(tx) = pending
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .remove(&id)
+                        {
                             let _ = tx.send(v);
                         }
                     } else if let Some(error) = console_error(&v) {
@@ -130,10 +142,23 @@ impl Browser {
             errors,
             reader,
         };
-        let target = browser.call("Target.createTarget", json!({ "url": "about:blank" })).await?;
-        let target_id = target["targetId"].as_str().context("no targetId")?.to_owned();
-        let attached = browser.call("Target.attachToTarget", json!({ "targetId": target_id, "flatten": true })).await?;
-        browser.session = attached["sessionId"].as_str().context("no sessionId")?.to_owned();
+        let target = browser
+            .call("Target.createTarget", json!({ "url": "about:blank" }))
+            .await?;
+        let target_id = target["targetId"]
+            .as_str()
+            .context("no targetId")?
+            .to_owned();
+        let attached = browser
+            .call(
+                "Target.attachToTarget",
+                json!({ "targetId": target_id, "flatten": true }),
+            )
+            .await?;
+        browser.session = attached["sessionId"]
+            .as_str()
+            .context("no sessionId")?
+            .to_owned();
         for domain in ["Runtime.enable", "Log.enable", "Page.enable"] {
             browser.call(domain, json!({})).await?;
         }
@@ -151,9 +176,20 @@ impl Browser {
             msg["sessionId"] = json!(self.session);
         }
         let (tx, rx) = oneshot::channel();
-        self.pending.lock().unwrap_or_else(|e| e.into_inner()).insert(id, tx);
-        self.sink.lock().await.send(Message::Text(msg.to_string().into())).await.context("DevTools socket closed")?;
-        let answer = tokio::time::timeout(CALL_TIMEOUT, rx).await.with_context(|| format!("{method}: no answer in {CALL_TIMEOUT:?}"))?.context("DevTools socket closed")?;
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, tx);
+        self.sink
+            .lock()
+            .await
+            .send(Message::Text(msg.to_string().into()))
+            .await
+            .context("DevTools socket closed")?;
+        let answer = tokio::time::timeout(CALL_TIMEOUT, rx)
+            .await
+            .with_context(|| format!("{method}: no answer in {CALL_TIMEOUT:?}"))?
+            .context("DevTools socket closed")?;
         if let Some(error) = answer.get("error") {
             bail!("{method}: {error}");
         }
@@ -166,15 +202,29 @@ impl Browser {
         if let Some(error) = nav["errorText"].as_str() {
             bail!("loading {url}: {error}");
         }
-        self.wait_for("document.readyState === 'complete'", Duration::from_secs(10)).await?;
+        self.wait_for(
+            "document.readyState === 'complete'",
+            Duration::from_secs(10),
+        )
+        .await?;
         Ok(())
     }
 
     /// Evaluate a JavaScript expression in the page (promises are awaited) and return its value.
     pub async fn eval(&self, expression: &str) -> anyhow::Result<Value> {
-        let r = self.call("Runtime.evaluate", json!({ "expression": expression, "returnByValue": true, "awaitPromise": true })).await?;
+        let r = self
+            .call(
+                "Runtime.evaluate",
+                json!({ "expression": expression, "returnByValue": true, "awaitPromise": true }),
+            )
+            .await?;
         if let Some(e) = r.get("exceptionDetails") {
-            bail!("{expression}: {}", e["exception"]["description"].as_str().unwrap_or(&e.to_string()));
+            bail!(
+                "{expression}: {}",
+                e["exception"]["description"]
+                    .as_str()
+                    .unwrap_or(&e.to_string())
+            );
         }
         Ok(r["result"]["value"].clone())
     }
@@ -190,7 +240,11 @@ impl Browser {
                 Err(e) => json!(e.to_string()),
             };
             if Instant::now() >= deadline {
-                let shot = self.screenshot("timeout").await.map(|p| p.display().to_string()).unwrap_or_else(|e| format!("(no screenshot: {e})"));
+                let shot = self
+                    .screenshot("timeout")
+                    .await
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_else(|e| format!("(no screenshot: {e})"));
                 bail!("waited {within:?} for `{expression}` (last: {last}); screenshot {shot}");
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -199,7 +253,9 @@ impl Browser {
 
     /// Save a PNG of the page as `<screenshot_dir>/<test>-<label>.png` and return its path.
     pub async fn screenshot(&self, label: &str) -> anyhow::Result<PathBuf> {
-        let r = self.call("Page.captureScreenshot", json!({ "format": "png" })).await?;
+        let r = self
+            .call("Page.captureScreenshot", json!({ "format": "png" }))
+            .await?;
         let png = base64_decode(r["data"].as_str().context("no screenshot data")?)?;
         let dir = screenshot_dir();
         std::fs::create_dir_all(&dir)?;
@@ -210,12 +266,19 @@ impl Browser {
 
     /// Console errors, uncaught exceptions and failed loads since launch.
     pub fn console_errors(&self) -> Vec<String> {
-        self.errors.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.errors
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Close Chromium (politely first).
     pub async fn close(mut self) {
-        let _ = tokio::time::timeout(Duration::from_secs(2), self.call("Browser.close", json!({}))).await;
+        let _ = tokio::time::timeout(
+            Duration::from_secs(2),
+            self.call("Browser.close", json!({})),
+        )
+        .await;
         let deadline = Instant::now() + Duration::from_secs(3);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
@@ -241,7 +304,11 @@ fn kill_group(child: &mut Child) {
     }
     #[cfg(unix)]
     {
-        let _ = Command::new("kill").args(["-KILL", "--", &format!("-{}", child.id())]).stdout(Stdio::null()).stderr(Stdio::null()).status();
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", child.id())])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
     }
     let _ = child.kill();
     let _ = child.wait();
@@ -259,7 +326,9 @@ async fn devtools_endpoint(profile: &Path, child: &mut Child) -> anyhow::Result<
             }
         }
         if let Some(status) = child.try_wait()? {
-            bail!("Chromium exited at start ({status}); is it installed and working? {INSTALL_HINT}");
+            bail!(
+                "Chromium exited at start ({status}); is it installed and working? {INSTALL_HINT}"
+            );
         }
         if Instant::now() >= deadline {
             bail!("Chromium did not open its DevTools port within 30 s");
@@ -273,14 +342,33 @@ fn console_error(event: &Value) -> Option<String> {
     let p = &event["params"];
     match event["method"].as_str()? {
         "Runtime.consoleAPICalled" if matches!(p["type"].as_str(), Some("error" | "assert")) => {
-            let args: Vec<String> = p["args"].as_array()?.iter().map(|a| a["value"].as_str().map(str::to_owned).unwrap_or_else(|| a["description"].to_string())).collect();
+            let args: Vec<String> = p["args"]
+                .as_array()?
+                .iter()
+                .map(|a| {
+                    a["value"]
+                        .as_str()
+                        .map(str::to_owned)
+                        .unwrap_or_else(|| a["description"].to_string())
+                })
+                .collect();
             Some(format!("console.error: {}", args.join(" ")))
         }
         "Runtime.exceptionThrown" => {
             let d = &p["exceptionDetails"];
-            Some(format!("uncaught: {}", d["exception"]["description"].as_str().or(d["text"].as_str()).unwrap_or("?")))
+            Some(format!(
+                "uncaught: {}",
+                d["exception"]["description"]
+                    .as_str()
+                    .or(d["text"].as_str())
+                    .unwrap_or("?")
+            ))
         }
-        "Log.entryAdded" if p["entry"]["level"] == "error" => Some(format!("log: {} {}", p["entry"]["text"].as_str().unwrap_or(""), p["entry"]["url"].as_str().unwrap_or(""))),
+        "Log.entryAdded" if p["entry"]["level"] == "error" => Some(format!(
+            "log: {} {}",
+            p["entry"]["text"].as_str().unwrap_or(""),
+            p["entry"]["url"].as_str().unwrap_or("")
+        )),
         _ => None,
     }
 }
@@ -306,7 +394,10 @@ fn base64_decode(text: &str) -> anyhow::Result<Vec<u8>> {
             _ => bail!("not base64: {:?}", c as char),
         } as u32)
     };
-    let bytes: Vec<u8> = text.bytes().filter(|c| !c.is_ascii_whitespace() && *c != b'=').collect();
+    let bytes: Vec<u8> = text
+        .bytes()
+        .filter(|c| !c.is_ascii_whitespace() && *c != b'=')
+        .collect();
     let mut out = Vec::with_capacity(bytes.len() * 3 / 4);
     for chunk in bytes.chunks(4) {
         let mut n = 0u32;
@@ -326,8 +417,12 @@ pub fn screenshot_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR") {
         return workspace.join(dir).join("screenshots");
     }
-    let from_exe = std::env::current_exe().ok().and_then(|exe| exe.parent()?.parent()?.parent().map(Path::to_path_buf));
-    from_exe.unwrap_or_else(|| workspace.join("target")).join("screenshots")
+    let from_exe = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent()?.parent()?.parent().map(Path::to_path_buf));
+    from_exe
+        .unwrap_or_else(|| workspace.join("target"))
+        .join("screenshots")
 }
 
 /// A plain HTTP response.
@@ -341,7 +436,10 @@ pub struct HttpResponse {
 
 impl HttpResponse {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn text(&self) -> String {
@@ -354,7 +452,11 @@ impl HttpResponse {
 }
 
 /// `GET path` over HTTP/1.0 (so the body is never chunked), with extra request headers.
-pub async fn http_get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> anyhow::Result<HttpResponse> {
+pub async fn http_get(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> anyhow::Result<HttpResponse> {
     let mut stream = TcpStream::connect(addr).await?;
     let mut request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n");
     for (name, value) in headers {
@@ -363,13 +465,29 @@ pub async fn http_get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) ->
     request.push_str("\r\n");
     stream.write_all(request.as_bytes()).await?;
     let mut raw = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut raw)).await.context("HTTP answer took over 10 s")??;
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").ok_or_else(|| anyhow!("no end of headers"))?;
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut raw))
+        .await
+        .context("HTTP answer took over 10 s")??;
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| anyhow!("no end of headers"))?;
     let head = String::from_utf8_lossy(&raw[..split]).into_owned();
     let mut lines = head.split("\r\n");
-    let status = lines.next().and_then(|l| l.split(' ').nth(1)).and_then(|s| s.parse().ok()).context("no status line")?;
-    let headers = lines.filter_map(|l| l.split_once(':')).map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned())).collect();
-    Ok(HttpResponse { status, headers, body: raw[split + 4..].to_vec() })
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .context("no status line")?;
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    Ok(HttpResponse {
+        status,
+        headers,
+        body: raw[split + 4..].to_vec(),
+    })
 }
 
 /// A TCP proxy in front of the hub whose connections the test can cut: the page loses its
@@ -406,13 +524,23 @@ impl CutProxy {
                 }
             })
         };
-        Ok(CutProxy { addr, cut, open, accept })
+        Ok(CutProxy {
+            addr,
+            cut,
+            open,
+            accept,
+        })
     }
 
     /// Close every proxied connection and refuse new ones until [`CutProxy::restore`].
     pub fn cut(&self) {
         self.cut.store(true, Ordering::SeqCst);
-        for task in self.open.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
+        for task in self
+            .open
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+        {
             task.abort();
         }
     }

@@ -168,18 +168,22 @@ async fn csv(State(app): State<AppState>, Path(name): Path<String>, Query(q): Qu
     .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
     let body = match sensor {
         // The store exports whole devices; keep the header and this sensor's rows.
-        Some(s) => filter_sensor(&body, s),
+        Some(s) => filter_sensor(&body, &name, s),
         None => body,
     };
     let filename = format!("attachment; filename=\"{name}-{from}-{to}.csv\"");
     Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()), (header::CONTENT_DISPOSITION, filename)], body).into_response())
 }
 
-fn filter_sensor(csv: &[u8], sensor: u8) -> Vec<u8> {
+/// Keep the header and the rows of one sensor. Every row is of device `name`, so a row of
+/// `sensor` starts with exactly the device field (quoted as the export quotes it) and the id;
+/// device names hold no line breaks (the store refuses control characters).
+fn filter_sensor(csv: &[u8], name: &str, sensor: u8) -> Vec<u8> {
+    let prefix = format!("{},{},", crate::store::export::csv_field(name), sensor);
     let text = String::from_utf8_lossy(csv);
     let mut out = String::with_capacity(text.len());
     for (i, line) in text.lines().enumerate() {
-        if i == 0 || line.split(',').nth(1).and_then(|s| s.parse::<u8>().ok()) == Some(sensor) {
+        if i == 0 || line.starts_with(&prefix) {
             out.push_str(line);
             out.push('\n');
         }
@@ -198,4 +202,16 @@ async fn metrics(State(app): State<AppState>) -> Response {
         ("store_writable", "1 while commits succeed.", u64::from(h.writable)),
     ]);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_csv_sensor_filter_copes_with_quoted_device_names() {
+        let csv = b"device,sensor,ts_ms,iso_time,value,time_source\n\"a,b\",0,1,x,1.5,sntp\n\"a,b\",1,1,x,2.5,sntp\n";
+        let out = String::from_utf8(filter_sensor(csv, "a,b", 1)).unwrap();
+        assert_eq!(out, "device,sensor,ts_ms,iso_time,value,time_source\n\"a,b\",1,1,x,2.5,sntp\n");
+    }
 }

@@ -9,13 +9,15 @@
 //! the final `wal_checkpoint(TRUNCATE)` included; `wchar` counts every `write()` call), bytes on
 //! disk per reading and payload bytes per reading. Then the same for the baseline layout in the
 //! same run: a row per reading keyed (device, sensor, ts), same pragmas, same commits.
-//! 180 simulated seconds (the default) are the least that shows roll-ups being written during
-//! the run (open minutes close `LATE_BATCH_MS` after the newest arrival); the run takes about
-//! three minutes, most of it the 18,000 fsyncs of W = 10 ms.
+//! The default, 5 simulated minutes, lets the tables grow and the roll-ups be written during
+//! the run (open minutes close `LATE_BATCH_MS` after the newest arrival); on a quiet 2-core
+//! machine it takes about a minute, most of it the 30,000 fsyncs of W = 10 ms, and several
+//! times that on a loaded one. `--seconds 180` is the least that still writes roll-ups;
+//! `docs/storage.md` quotes a run with `--seconds 600`.
 //!
 //! ```text
-//! cargo run --release -p hub --bin store_bench -- [--seconds 180] [--devices 1000]
-//!     [--baseline-seconds 20] [--dir DIR] [--keep]
+//! cargo run --release -p hub --bin store_bench -- [--seconds 300] [--devices 1000]
+//!     [--baseline-seconds 60] [--dir DIR] [--keep]
 //! ```
 
 use std::collections::VecDeque;
@@ -45,9 +47,9 @@ struct Args {
 
 fn parse_args() -> anyhow::Result<Args> {
     let mut args = Args {
-        seconds: 180,
+        seconds: 300,
         devices: 1000,
-        baseline_seconds: 20,
+        baseline_seconds: 60,
         dir: std::env::temp_dir().join(format!("store-bench-{}", std::process::id())),
         keep: false,
     };
@@ -114,7 +116,8 @@ impl Device {
         let mut points = Vec::with_capacity(READINGS_PER_BATCH as usize);
         let start = received_ms - 1000 + self.phase_ms;
         for k in 0..SAMPLES_PER_SENSOR {
-            let ts_ms = start + k * 125;
+            // All sensors are read at one instant, a few ms off the schedule.
+            let ts_ms = start + k * 125 + (self.uniform() * 7.0) as i64 - 3;
             self.temperature += self.noise(0.02);
             self.humidity = (self.humidity + self.noise(0.05)).clamp(0.0, 100.0);
             self.pressure += self.noise(0.01);

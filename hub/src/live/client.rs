@@ -4,7 +4,8 @@
 //! A new client receives everything. It narrows or widens that with small JSON messages:
 //! `{"type":"subscribe","device":"NAME","sensors":[0,2]}` (sensors optional: all of them),
 //! `{"type":"unsubscribe","device":"NAME"}`, and `"device":"*"` for every device. Each is
-//! answered with `{"type":"subscription",...}` showing the subscription now in force.
+//! answered with `{"type":"subscription",...}` showing the subscription now in force. Device
+//! status events (`{"type":"device",...}`) go to every client whatever it subscribed to.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -36,15 +37,17 @@ impl Subscription {
         Self { all: true, devices: HashMap::new() }
     }
 
-    /// Device status events go to anyone who sees the device at all.
+    /// Readings as subscribed; device status events (online/offline) go to every client,
+    /// so a device list stays current whatever the charts show.
     pub fn wants(&self, event: &LiveEvent) -> bool {
+        let Some(sensor) = event.sensor else { return true };
         if self.all {
             return true;
         }
-        match (self.devices.get(&event.device), event.sensor) {
-            (None, _) => false,
-            (Some(_), None) | (Some(None), Some(_)) => true,
-            (Some(Some(sensors)), Some(s)) => sensors.contains(&s),
+        match self.devices.get(&event.device) {
+            None => false,
+            Some(None) => true,
+            Some(Some(sensors)) => sensors.contains(&sensor),
         }
     }
 
@@ -206,7 +209,7 @@ mod tests {
         assert!(sub.wants(&event("a", Some(3))));
         assert!(sub.wants(&event("a", None)));
         assert!(!sub.wants(&event("b", Some(3))));
-        assert!(!sub.wants(&event("b", None)));
+        assert!(sub.wants(&event("b", None)), "status events go to everyone");
     }
 
     #[test]
@@ -219,10 +222,11 @@ mod tests {
     }
 
     #[test]
-    fn unsubscribe_star_stops_everything() {
+    fn unsubscribe_star_stops_every_reading() {
         let mut sub = Subscription::everything();
         sub.apply(request(r#"{"type":"unsubscribe","device":"*"}"#)).unwrap();
         assert!(!sub.wants(&event("a", Some(2))));
+        assert!(sub.wants(&event("a", None)));
         sub.apply(request(r#"{"type":"subscribe","device":"*"}"#)).unwrap();
         assert!(sub.wants(&event("a", Some(2))));
     }

@@ -146,7 +146,8 @@ impl<W: Write> CsvWriter<W> {
 }
 
 /// A CSV field, quoted when it holds a comma, a quote or a line break (RFC 4180).
-fn csv_field(s: &str) -> String {
+/// A CSV field as RFC 4180 quotes it (only when it holds a comma, quote or line break).
+pub fn csv_field(s: &str) -> String {
     if s.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {
