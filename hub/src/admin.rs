@@ -11,7 +11,11 @@ use crate::store::{Store, StoreConfig};
 use crate::time::unix_ms;
 
 fn open(db: &Path) -> anyhow::Result<Store> {
-    Store::open(StoreConfig { path: db.to_path_buf(), ..StoreConfig::default() }).with_context(|| format!("opening {}", db.display()))
+    Store::open(StoreConfig {
+        path: db.to_path_buf(),
+        ..StoreConfig::default()
+    })
+    .with_context(|| format!("opening {}", db.display()))
 }
 
 /// Register a device; returns its new token (shown once; only its hash is stored).
@@ -28,12 +32,31 @@ pub async fn list_devices(db: &Path, out: &mut impl Write) -> anyhow::Result<()>
     let store = open(db)?;
     let devices = store.list_devices().await;
     store.close().await?;
-    writeln!(out, "{:<24} {:<8} {:<20} {:<24} sensors", "name", "status", "firmware", "last seen")?;
+    writeln!(
+        out,
+        "{:<24} {:<8} {:<20} {:<24} sensors",
+        "name", "status", "firmware", "last seen"
+    )?;
     for d in devices? {
         let status = if d.revoked { "revoked" } else { "active" };
-        let last_seen = d.last_seen_ms.map(|t| format!("{}s ago", (unix_ms() - t).max(0) / 1000)).unwrap_or_else(|| "never".into());
-        let sensors: Vec<String> = d.sensors.iter().map(|s| format!("{}:{}[{}]", s.id, s.kind, s.unit)).collect();
-        writeln!(out, "{:<24} {:<8} {:<20} {:<24} {}", d.name, status, d.firmware.as_deref().unwrap_or("-"), last_seen, sensors.join(" "))?;
+        let last_seen = d
+            .last_seen_ms
+            .map(|t| format!("{}s ago", (unix_ms() - t).max(0) / 1000))
+            .unwrap_or_else(|| "never".into());
+        let sensors: Vec<String> = d
+            .sensors
+            .iter()
+            .map(|s| format!("{}:{}[{}]", s.id, s.kind, s.unit))
+            .collect();
+        writeln!(
+            out,
+            "{:<24} {:<8} {:<20} {:<24} {}",
+            d.name,
+            status,
+            d.firmware.as_deref().unwrap_or("-"),
+            last_seen,
+            sensors.join(" ")
+        )?;
     }
     Ok(())
 }
@@ -46,13 +69,28 @@ pub async fn revoke_device(db: &Path, name: &str) -> anyhow::Result<()> {
 }
 
 /// Write readings as CSV to `out` (a file) or standard output.
-pub async fn export(db: &Path, from: Option<&str>, to: Option<&str>, device: Option<&str>, out: Option<&Path>) -> anyhow::Result<()> {
+pub async fn export(
+    db: &Path,
+    from: Option<&str>,
+    to: Option<&str>,
+    device: Option<&str>,
+    out: Option<&Path>,
+) -> anyhow::Result<()> {
     let from_ms = from.map(parse_time).transpose()?.unwrap_or(0);
-    let to_ms = to.map(parse_time).transpose()?.unwrap_or_else(|| unix_ms() + 1);
+    let to_ms = to
+        .map(parse_time)
+        .transpose()?
+        .unwrap_or_else(|| unix_ms() + 1);
     anyhow::ensure!(from_ms < to_ms, "--from must be before --to");
     let store = open(db)?;
     let device_id = match device {
-        Some(name) => Some(store.device_by_name(name).await?.with_context(|| format!("no device named {name:?}"))?.id),
+        Some(name) => Some(
+            store
+                .device_by_name(name)
+                .await?
+                .with_context(|| format!("no device named {name:?}"))?
+                .id,
+        ),
         None => None,
     };
     let out = out.map(Path::to_path_buf);
@@ -60,7 +98,8 @@ pub async fn export(db: &Path, from: Option<&str>, to: Option<&str>, device: Opt
     let rows = tokio::task::spawn_blocking(move || -> anyhow::Result<u64> {
         match out {
             Some(path) => {
-                let file = std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+                let file = std::fs::File::create(&path)
+                    .with_context(|| format!("creating {}", path.display()))?;
                 Ok(reader.export_csv(from_ms, to_ms, device_id, file)?)
             }
             None => Ok(reader.export_csv(from_ms, to_ms, device_id, std::io::stdout().lock())?),
@@ -77,8 +116,12 @@ pub fn parse_time(s: &str) -> anyhow::Result<i64> {
     if let Ok(ms) = s.parse::<i64>() {
         return Ok(ms);
     }
-    let t = humantime::parse_rfc3339_weak(s).with_context(|| format!("{s:?} is neither Unix milliseconds nor an RFC 3339 time (2026-11-25T10:00:00Z)"))?;
-    let d = t.duration_since(std::time::UNIX_EPOCH).context("time before 1970")?;
+    let t = humantime::parse_rfc3339_weak(s).with_context(|| {
+        format!("{s:?} is neither Unix milliseconds nor an RFC 3339 time (2026-11-25T10:00:00Z)")
+    })?;
+    let d = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .context("time before 1970")?;
     Ok(d.as_millis() as i64)
 }
 
@@ -89,7 +132,10 @@ mod tests {
     #[test]
     fn times_are_unix_ms_or_rfc3339() {
         assert_eq!(parse_time("1764000000000").unwrap(), 1_764_000_000_000);
-        assert_eq!(parse_time("2025-11-24T16:00:00Z").unwrap(), 1_764_000_000_000);
+        assert_eq!(
+            parse_time("2025-11-24T16:00:00Z").unwrap(),
+            1_764_000_000_000
+        );
         assert!(parse_time("yesterday").is_err());
     }
 }

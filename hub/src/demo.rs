@@ -18,7 +18,9 @@ use crate::store::Store;
 pub async fn run(mut config: Config, devices: u32, sample_ms: u32) -> anyhow::Result<()> {
     // The simulated devices follow the hub's settings, as real ones do.
     config.device.sample_interval_ms = sample_ms;
-    let listener = TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let shutdown = async move {
         server::shutdown_signal().await;
@@ -26,7 +28,9 @@ pub async fn run(mut config: Config, devices: u32, sample_ms: u32) -> anyhow::Re
     };
     server::run(config, listener, shutdown, move |running| {
         let addr = running.addr;
-        println!("hub demo: dashboard on http://{addr}/  ({devices} simulated devices; Ctrl-C to stop)");
+        println!(
+            "hub demo: dashboard on http://{addr}/  ({devices} simulated devices; Ctrl-C to stop)"
+        );
         let store = running.state.store.clone();
         tokio::spawn(async move {
             match fleet(&store, addr, devices, sample_ms).await {
@@ -44,14 +48,25 @@ pub async fn run(mut config: Config, devices: u32, sample_ms: u32) -> anyhow::Re
 }
 
 /// Register (or re-key) the demo devices and describe them for the simulator.
-async fn fleet(store: &Store, addr: SocketAddr, devices: u32, sample_ms: u32) -> anyhow::Result<Vec<SimDevice>> {
-    let host = if addr.ip().is_unspecified() { SocketAddr::from(([127, 0, 0, 1], addr.port())) } else { addr };
+async fn fleet(
+    store: &Store,
+    addr: SocketAddr,
+    devices: u32,
+    sample_ms: u32,
+) -> anyhow::Result<Vec<SimDevice>> {
+    let host = if addr.ip().is_unspecified() {
+        SocketAddr::from(([127, 0, 0, 1], addr.port()))
+    } else {
+        addr
+    };
     let url = format!("ws://{host}/ws/device");
     let mut fleet = Vec::with_capacity(devices as usize);
     for n in 1..=devices {
         let name = format!("demo-{n:02}");
         let token = auth::generate_token()?;
-        store.set_device_token(&name, &auth::hash_token(&token)).await?;
+        store
+            .set_device_token(&name, &auth::hash_token(&token))
+            .await?;
         let mut device = SimDevice::new(url.clone(), token, name, u64::from(n));
         device.sample_interval = Duration::from_millis(u64::from(sample_ms));
         // Demo devices come up with their clocks set, as boards with SNTP do.

@@ -29,9 +29,14 @@ pub mod time;
 
 /// Run the hub on `config.listen` until SIGINT or SIGTERM.
 pub async fn serve(config: config::Config) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(config.listen).await.map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
     server::run(config, listener, server::shutdown_signal(), |running| {
-        println!("hub listening on http://{} (devices: ws://{}/ws/device)", running.addr, running.addr);
+        println!(
+            "hub listening on http://{} (devices: ws://{}/ws/device)",
+            running.addr, running.addr
+        );
     })
     .await
 }

@@ -10,7 +10,11 @@ use clap::{Args, Parser, Subcommand};
 use hub::config::Config;
 
 #[derive(Parser)]
-#[command(name = "hub", version, about = "Telemetry hub for ESP32-class sensor devices")]
+#[command(
+    name = "hub",
+    version,
+    about = "Telemetry hub for ESP32-class sensor devices"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -84,7 +88,11 @@ struct ServeArgs {
 
 impl ServeArgs {
     fn config(self, default_listen: SocketAddr, default_db: &str) -> anyhow::Result<Config> {
-        anyhow::ensure!((1..=60_000).contains(&self.commit_ms), "--commit-ms must be between 1 and 60000, got {}", self.commit_ms);
+        anyhow::ensure!(
+            (1..=60_000).contains(&self.commit_ms),
+            "--commit-ms must be between 1 and 60000, got {}",
+            self.commit_ms
+        );
         Ok(Config {
             listen: self.listen.unwrap_or(default_listen),
             db: self.db.unwrap_or_else(|| PathBuf::from(default_db)),
@@ -96,32 +104,65 @@ impl ServeArgs {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into())).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     match cli.command {
         Command::Serve(args) => {
             let config = args.config(Config::default().listen, "hub.db")?;
             runtime.block_on(hub::serve(config))
         }
-        Command::Demo { serve, devices, sample_ms } => {
-            anyhow::ensure!((1..=10_000).contains(&devices), "--devices must be between 1 and 10000, got {devices}");
-            anyhow::ensure!(sample_ms >= 10, "--sample-ms must be at least 10, got {sample_ms}");
+        Command::Demo {
+            serve,
+            devices,
+            sample_ms,
+        } => {
+            anyhow::ensure!(
+                (1..=10_000).contains(&devices),
+                "--devices must be between 1 and 10000, got {devices}"
+            );
+            anyhow::ensure!(
+                sample_ms >= 10,
+                "--sample-ms must be at least 10, got {sample_ms}"
+            );
             let config = serve.config(SocketAddr::from(([127, 0, 0, 1], 8080)), "demo.db")?;
             runtime.block_on(hub::demo::run(config, devices, sample_ms))
         }
         Command::Device { command, db } => match command {
             DeviceCommand::Add { name } => {
                 let token = runtime.block_on(hub::admin::add_device(&db, &name))?;
-                println!("device {name} added. Its token (shown once, store it on the device):\n{token}");
+                println!(
+                    "device {name} added. Its token (shown once, store it on the device):\n{token}"
+                );
                 Ok(())
             }
-            DeviceCommand::List => runtime.block_on(hub::admin::list_devices(&db, &mut std::io::stdout().lock())),
+            DeviceCommand::List => {
+                runtime.block_on(hub::admin::list_devices(&db, &mut std::io::stdout().lock()))
+            }
             DeviceCommand::Revoke { name } => {
                 runtime.block_on(hub::admin::revoke_device(&db, &name))?;
-                println!("device {name} revoked; a running hub closes its connection within seconds");
+                println!(
+                    "device {name} revoked; a running hub closes its connection within seconds"
+                );
                 Ok(())
             }
         },
-        Command::Export { db, from, to, device, out } => runtime.block_on(hub::admin::export(&db, from.as_deref(), to.as_deref(), device.as_deref(), out.as_deref())),
+        Command::Export {
+            db,
+            from,
+            to,
+            device,
+            out,
+        } => runtime.block_on(hub::admin::export(
+            &db,
+            from.as_deref(),
+            to.as_deref(),
+            device.as_deref(),
+            out.as_deref(),
+        )),
     }
 }

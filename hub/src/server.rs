@@ -53,9 +53,20 @@ pub struct Running {
 /// Open the store and serve on `listener` until `shutdown` resolves; then close every socket,
 /// flush and checkpoint. `on_ready` sees the state once the hub accepts connections (the demo
 /// uses it to start its simulated devices).
-pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static, on_ready: impl FnOnce(&Running)) -> anyhow::Result<()> {
-    let store_config = StoreConfig { path: config.db.clone(), commit_interval: config.commit_interval, queue_batches: config.store_queue, ..StoreConfig::default() };
-    let store = Store::open(store_config).map_err(|e| anyhow::anyhow!("cannot open database {}: {e}", config.db.display()))?;
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    on_ready: impl FnOnce(&Running),
+) -> anyhow::Result<()> {
+    let store_config = StoreConfig {
+        path: config.db.clone(),
+        commit_interval: config.commit_interval,
+        queue_batches: config.store_queue,
+        ..StoreConfig::default()
+    };
+    let store = Store::open(store_config)
+        .map_err(|e| anyhow::anyhow!("cannot open database {}: {e}", config.db.display()))?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let (tasks_tx, mut tasks_rx) = mpsc::channel::<()>(1);
     let state = AppState {
@@ -70,29 +81,43 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Ou
     };
     let addr = listener.local_addr()?;
     let router = router(state.clone());
-    on_ready(&Running { addr, state: state.clone() });
+    on_ready(&Running {
+        addr,
+        state: state.clone(),
+    });
     tracing::info!(%addr, "hub listening");
 
     tokio::spawn(close_revoked_devices(state.clone()));
     let mut serve_stop = state.shutdown.clone();
     let server = tokio::spawn(
-        axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(async move {
-                let _ = serve_stop.changed().await;
-            })
-            .into_future(),
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = serve_stop.changed().await;
+        })
+        .into_future(),
     );
     shutdown.await;
     tracing::info!("shutting down: closing connections");
     let _ = stop_tx.send(true);
     drop(state);
     // Every connection task holds a sender; recv() returns None once all are gone.
-    if tokio::time::timeout(SHUTDOWN_DEADLINE, tasks_rx.recv()).await.is_err() {
-        tracing::warn!("connections still open after {SHUTDOWN_DEADLINE:?}; closing the store anyway");
+    if tokio::time::timeout(SHUTDOWN_DEADLINE, tasks_rx.recv())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "connections still open after {SHUTDOWN_DEADLINE:?}; closing the store anyway"
+        );
     }
     let _ = tokio::time::timeout(SHUTDOWN_DEADLINE, server).await;
     tracing::info!("flushing and checkpointing the store");
-    store.close().await.map_err(|e| anyhow::anyhow!("closing the store: {e}"))?;
+    store
+        .close()
+        .await
+        .map_err(|e| anyhow::anyhow!("closing the store: {e}"))?;
     tracing::info!("hub stopped");
     Ok(())
 }
@@ -106,17 +131,30 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-async fn live_upgrade(axum::extract::State(app): axum::extract::State<AppState>, ws: axum::extract::WebSocketUpgrade) -> axum::response::Response {
+async fn live_upgrade(
+    axum::extract::State(app): axum::extract::State<AppState>,
+    ws: axum::extract::WebSocketUpgrade,
+) -> axum::response::Response {
     use axum::response::IntoResponse;
     let Ok(permit) = app.connections.clone().try_acquire_owned() else {
-        return (axum::http::StatusCode::SERVICE_UNAVAILABLE, "hub at capacity, retry later\n").into_response();
+        return (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "hub at capacity, retry later\n",
+        )
+            .into_response();
     };
     Metrics::inc(&app.metrics.live_connections_total, 1);
     ws.read_buffer_size(live::client::MAX_CLIENT_MESSAGE_BYTES)
         .max_message_size(live::client::MAX_CLIENT_MESSAGE_BYTES)
         .max_frame_size(live::client::MAX_CLIENT_MESSAGE_BYTES)
         .on_upgrade(move |socket| async move {
-            live::client::serve(socket, app.live.clone(), app.shutdown.clone(), app.config.ping_interval).await;
+            live::client::serve(
+                socket,
+                app.live.clone(),
+                app.shutdown.clone(),
+                app.config.ping_interval,
+            )
+            .await;
             drop((app, permit));
         })
 }
@@ -135,7 +173,10 @@ async fn close_revoked_devices(state: AppState) {
             Ok(ids) => {
                 for id in ids {
                     if state.devices.kick(id, shared::CloseReason::Revoked) {
-                        tracing::info!(device_id = id, "closing the connection of a revoked device");
+                        tracing::info!(
+                            device_id = id,
+                            "closing the connection of a revoked device"
+                        );
                     }
                 }
             }

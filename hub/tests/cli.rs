@@ -13,7 +13,10 @@ fn hub() -> Command {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
 }
 
 /// Wait for a line of the child's stdout containing `needle`; returns it.
@@ -39,20 +42,26 @@ fn wait_for_line(child: &mut Child, needle: &str, within: Duration) -> String {
 }
 
 fn terminate(child: &mut Child) -> std::process::ExitStatus {
-    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         if let Some(status) = child.try_wait().expect("wait") {
             return status;
         }
-        assert!(Instant::now() < deadline, "hub did not exit within 20 s of SIGTERM");
+        assert!(
+            Instant::now() < deadline,
+            "hub did not exit within 20 s of SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
 
 fn stored_batches(db: &Path) -> i64 {
     let conn = rusqlite::Connection::open(db).expect("open db");
-    conn.query_row("SELECT count(*) FROM batches", [], |r| r.get(0)).expect("count batches")
+    conn.query_row("SELECT count(*) FROM batches", [], |r| r.get(0))
+        .expect("count batches")
 }
 
 #[tokio::test]
@@ -61,19 +70,37 @@ async fn demo_prints_its_address_streams_live_readings_within_5_s_and_stores_the
     let db = dir.path().join("demo.db");
     let port = free_port();
     let mut child = hub()
-        .args(["demo", "--listen", &format!("127.0.0.1:{port}"), "--db", db.to_str().unwrap(), "--devices", "5"])
+        .args([
+            "demo",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--db",
+            db.to_str().unwrap(),
+            "--devices",
+            "5",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .expect("start hub demo");
     let line = wait_for_line(&mut child, "http://", Duration::from_secs(20));
-    assert!(line.contains(&format!("127.0.0.1:{port}")), "demo printed {line:?}");
+    assert!(
+        line.contains(&format!("127.0.0.1:{port}")),
+        "demo printed {line:?}"
+    );
 
     let started = Instant::now();
-    let (mut live, _) = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/ws/live")).await.expect("live socket");
+    let (mut live, _) = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/ws/live"))
+        .await
+        .expect("live socket");
     let mut readings = 0;
     while readings == 0 {
-        let msg = tokio::time::timeout(Duration::from_secs(5).saturating_sub(started.elapsed()), live.next()).await.expect("a live reading within 5 s");
+        let msg = tokio::time::timeout(
+            Duration::from_secs(5).saturating_sub(started.elapsed()),
+            live.next(),
+        )
+        .await
+        .expect("a live reading within 5 s");
         if let Some(Ok(Message::Text(text))) = msg {
             let v: serde_json::Value = serde_json::from_str(text.as_str()).unwrap();
             if v["type"] == "readings" {
@@ -90,17 +117,43 @@ async fn demo_prints_its_address_streams_live_readings_within_5_s_and_stores_the
 
     // What was stored comes back out as CSV, one row per reading.
     let csv = dir.path().join("out.csv");
-    let out = hub().args(["export", "--db", db.to_str().unwrap(), "--out", csv.to_str().unwrap()]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = hub()
+        .args([
+            "export",
+            "--db",
+            db.to_str().unwrap(),
+            "--out",
+            csv.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = std::fs::read_to_string(&csv).unwrap();
     let mut lines = text.lines();
-    assert_eq!(lines.next(), Some("device,sensor,ts_ms,iso_time,value,time_source"));
+    assert_eq!(
+        lines.next(),
+        Some("device,sensor,ts_ms,iso_time,value,time_source")
+    );
     let rows: Vec<&str> = lines.collect();
     assert!(!rows.is_empty());
-    assert!(rows.iter().all(|r| r.starts_with("demo-0") && r.ends_with(",sntp")), "{rows:?}");
+    assert!(
+        rows.iter()
+            .all(|r| r.starts_with("demo-0") && r.ends_with(",sntp")),
+        "{rows:?}"
+    );
     let conn = rusqlite::Connection::open(&db).unwrap();
-    let readings: i64 = conn.query_row("SELECT sum(count) FROM batches", [], |r| r.get(0)).unwrap_or(-1);
-    assert_eq!(rows.len() as i64, readings, "CSV rows vs readings in the batches table");
+    let readings: i64 = conn
+        .query_row("SELECT sum(count) FROM batches", [], |r| r.get(0))
+        .unwrap_or(-1);
+    assert_eq!(
+        rows.len() as i64,
+        readings,
+        "CSV rows vs readings in the batches table"
+    );
 }
 
 #[test]
@@ -108,32 +161,76 @@ fn device_add_prints_a_token_once_list_shows_it_and_revoke_marks_it() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("hub.db");
     let db = db.to_str().unwrap();
-    let out = hub().args(["device", "add", "greenhouse-1", "--db", db]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = hub()
+        .args(["device", "add", "greenhouse-1", "--db", db])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8(out.stdout).unwrap();
     let token = stdout.lines().last().unwrap().trim();
     assert_eq!(token.len(), 64, "token line: {token:?}");
     assert!(token.bytes().all(|b| b.is_ascii_hexdigit()));
     // The database holds only the hash.
     let conn = rusqlite::Connection::open(db).unwrap();
-    let hash: String = conn.query_row("SELECT token_hash FROM devices WHERE name = 'greenhouse-1'", [], |r| r.get(0)).unwrap();
+    let hash: String = conn
+        .query_row(
+            "SELECT token_hash FROM devices WHERE name = 'greenhouse-1'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
     assert_ne!(hash, token);
     assert_eq!(hash, hub::auth::hash_token(token));
     drop(conn);
 
-    let again = hub().args(["device", "add", "greenhouse-1", "--db", db]).output().unwrap();
+    let again = hub()
+        .args(["device", "add", "greenhouse-1", "--db", db])
+        .output()
+        .unwrap();
     assert!(!again.status.success());
-    assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"), "{}", String::from_utf8_lossy(&again.stderr));
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("already exists"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
 
     let list = hub().args(["device", "list", "--db", db]).output().unwrap();
     let list = String::from_utf8(list.stdout).unwrap();
-    assert!(list.lines().any(|l| l.starts_with("greenhouse-1") && l.contains("active")), "{list}");
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with("greenhouse-1") && l.contains("active")),
+        "{list}"
+    );
 
-    assert!(hub().args(["device", "revoke", "greenhouse-1", "--db", db]).status().unwrap().success());
-    let list = String::from_utf8(hub().args(["device", "list", "--db", db]).output().unwrap().stdout).unwrap();
-    assert!(list.lines().any(|l| l.starts_with("greenhouse-1") && l.contains("revoked")), "{list}");
+    assert!(
+        hub()
+            .args(["device", "revoke", "greenhouse-1", "--db", db])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let list = String::from_utf8(
+        hub()
+            .args(["device", "list", "--db", db])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with("greenhouse-1") && l.contains("revoked")),
+        "{list}"
+    );
 
-    let missing = hub().args(["device", "revoke", "nope", "--db", db]).output().unwrap();
+    let missing = hub()
+        .args(["device", "revoke", "nope", "--db", db])
+        .output()
+        .unwrap();
     assert!(!missing.status.success());
 }
 
@@ -144,7 +241,10 @@ fn bad_flags_get_a_clear_error_not_a_panic() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--commit-ms"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
-    let out = hub().args(["export", "--from", "yesterday", "--db", "/nonexistent/x.db"]).output().unwrap();
+    let out = hub()
+        .args(["export", "--from", "yesterday", "--db", "/nonexistent/x.db"])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
 }

@@ -41,7 +41,12 @@ pub struct TestHub {
 impl TestHub {
     /// Config for tests: short commit interval so acks come quickly.
     pub fn config(db: &Path) -> Config {
-        Config { listen: SocketAddr::from(([127, 0, 0, 1], 0)), db: db.to_path_buf(), commit_interval: Duration::from_millis(50), ..Config::default() }
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            db: db.to_path_buf(),
+            commit_interval: Duration::from_millis(50),
+            ..Config::default()
+        }
     }
 
     pub async fn start(config: Config) -> anyhow::Result<TestHub> {
@@ -67,7 +72,12 @@ impl TestHub {
                 other => bail!("hub did not start: {other:?}"),
             };
         }
-        Ok(TestHub { addr, db, stop: Some(stop), task: Some(task) })
+        Ok(TestHub {
+            addr,
+            db,
+            stop: Some(stop),
+            task: Some(task),
+        })
     }
 
     pub fn device_url(&self) -> String {
@@ -88,7 +98,9 @@ impl TestHub {
             let _ = stop.send(());
         }
         match self.task.take() {
-            Some(task) => tokio::time::timeout(Duration::from_secs(30), task).await.context("hub did not stop within 30 s")??,
+            Some(task) => tokio::time::timeout(Duration::from_secs(30), task)
+                .await
+                .context("hub did not stop within 30 s")??,
             None => Ok(()),
         }
     }
@@ -108,7 +120,9 @@ pub async fn add_devices(db: &Path, names: &[String]) -> anyhow::Result<Vec<Stri
     let mut tokens = Vec::new();
     for name in names {
         let token = hub::auth::generate_token()?;
-        store.add_device(name, &hub::auth::hash_token(&token)).await?;
+        store
+            .add_device(name, &hub::auth::hash_token(&token))
+            .await?;
         tokens.push(token);
     }
     store.close().await?;
@@ -116,24 +130,41 @@ pub async fn add_devices(db: &Path, names: &[String]) -> anyhow::Result<Vec<Stri
 }
 
 pub fn open_store(db: &Path) -> anyhow::Result<Store> {
-    Ok(Store::open(StoreConfig { path: db.to_path_buf(), ..StoreConfig::default() })?)
+    Ok(Store::open(StoreConfig {
+        path: db.to_path_buf(),
+        ..StoreConfig::default()
+    })?)
 }
 
 /// Connect to `/ws/device` with a token and the protocol's subprotocol.
-pub async fn connect_device(url: &str, token: Option<&str>, subprotocol: Option<&str>) -> Result<Ws, tungstenite::Error> {
+pub async fn connect_device(
+    url: &str,
+    token: Option<&str>,
+    subprotocol: Option<&str>,
+) -> Result<Ws, tungstenite::Error> {
     let mut request = url.into_client_request()?;
     if let Some(token) = token {
-        request.headers_mut().insert("authorization", HeaderValue::from_str(&format!("Bearer {token}")).expect("token is ASCII"));
+        request.headers_mut().insert(
+            "authorization",
+            HeaderValue::from_str(&format!("Bearer {token}")).expect("token is ASCII"),
+        );
     }
     if let Some(p) = subprotocol {
-        request.headers_mut().insert("sec-websocket-protocol", HeaderValue::from_str(p).expect("ASCII"));
+        request.headers_mut().insert(
+            "sec-websocket-protocol",
+            HeaderValue::from_str(p).expect("ASCII"),
+        );
     }
     let (ws, _) = tokio_tungstenite::connect_async(request).await?;
     Ok(ws)
 }
 
 /// The HTTP status of a refused upgrade, or `None` if the upgrade succeeded.
-pub async fn upgrade_status(url: &str, token: Option<&str>, subprotocol: Option<&str>) -> Option<u16> {
+pub async fn upgrade_status(
+    url: &str,
+    token: Option<&str>,
+    subprotocol: Option<&str>,
+) -> Option<u16> {
     match connect_device(url, token, subprotocol).await {
         Ok(_) => None,
         Err(tungstenite::Error::Http(response)) => Some(response.status().as_u16()),
@@ -142,7 +173,8 @@ pub async fn upgrade_status(url: &str, token: Option<&str>, subprotocol: Option<
 }
 
 pub async fn send(ws: &mut Ws, msg: &DeviceMsg) -> anyhow::Result<()> {
-    ws.send(Message::Binary(shared::codec::to_vec(msg)?.into())).await?;
+    ws.send(Message::Binary(shared::codec::to_vec(msg)?.into()))
+        .await?;
     Ok(())
 }
 
@@ -150,7 +182,9 @@ pub async fn send(ws: &mut Ws, msg: &DeviceMsg) -> anyhow::Result<()> {
 pub async fn recv(ws: &mut Ws, wait: Duration) -> anyhow::Result<HubMsg> {
     let deadline = tokio::time::Instant::now() + wait;
     loop {
-        let next = tokio::time::timeout_at(deadline, ws.next()).await.context("no message in time")?;
+        let next = tokio::time::timeout_at(deadline, ws.next())
+            .await
+            .context("no message in time")?;
         match next {
             Some(Ok(Message::Binary(b))) => return Ok(shared::decode_hub(&b)?),
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
@@ -164,7 +198,9 @@ pub async fn closing(ws: &mut Ws, wait: Duration) -> anyhow::Result<(Option<HubM
     let deadline = tokio::time::Instant::now() + wait;
     let mut goodbye = None;
     loop {
-        let next = tokio::time::timeout_at(deadline, ws.next()).await.context("connection not closed in time")?;
+        let next = tokio::time::timeout_at(deadline, ws.next())
+            .await
+            .context("connection not closed in time")?;
         match next {
             Some(Ok(Message::Binary(b))) => {
                 let msg = shared::decode_hub(&b)?;
@@ -172,7 +208,9 @@ pub async fn closing(ws: &mut Ws, wait: Duration) -> anyhow::Result<(Option<HubM
                     goodbye = Some(msg);
                 }
             }
-            Some(Ok(Message::Close(frame))) => return Ok((goodbye, frame.map(|f: CloseFrame| u16::from(f.code)))),
+            Some(Ok(Message::Close(frame))) => {
+                return Ok((goodbye, frame.map(|f: CloseFrame| u16::from(f.code))));
+            }
             Some(Ok(_)) => continue,
             Some(Err(_)) | None => return Ok((goodbye, None)),
         }
@@ -188,7 +226,13 @@ pub fn hello(boot_id: u32, sensors: u8) -> DeviceMsg {
         uptime_ms: 10_000,
         reset_reason: ResetReason::PowerOn,
         declared_rate: 10,
-        sensors: (0..sensors).map(|id| SensorDecl { id, kind: SensorKind::Temperature, unit: heapless::String::try_from("°C").expect("short") }).collect(),
+        sensors: (0..sensors)
+            .map(|id| SensorDecl {
+                id,
+                kind: SensorKind::Temperature,
+                unit: heapless::String::try_from("°C").expect("short"),
+            })
+            .collect(),
     })
 }
 
@@ -199,7 +243,14 @@ pub fn batch(seq: u32, base_ms: u64, readings: &[(u8, u32, f32)]) -> DeviceMsg {
         seq,
         clock: Clock::Hub { base_ms },
         dropped: 0,
-        readings: readings.iter().map(|&(sensor, offset_ms, value)| Reading { sensor, offset_ms, value }).collect(),
+        readings: readings
+            .iter()
+            .map(|&(sensor, offset_ms, value)| Reading {
+                sensor,
+                offset_ms,
+                value,
+            })
+            .collect(),
     })
 }
 

@@ -46,7 +46,12 @@ pub struct ChildConfig {
 
 impl ChildConfig {
     pub fn new(db: &Path) -> Self {
-        Self { db: db.to_path_buf(), listen: SocketAddr::from(([127, 0, 0, 1], 0)), commit_ms: 50, ping_ms: 10_000 }
+        Self {
+            db: db.to_path_buf(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            commit_ms: 50,
+            ping_ms: 10_000,
+        }
     }
 }
 
@@ -54,7 +59,13 @@ impl HubProcess {
     pub fn spawn(cfg: &ChildConfig) -> anyhow::Result<HubProcess> {
         let exe = std::env::current_exe()?;
         let mut child = Command::new(exe)
-            .args(["--exact", "hub_process", "--ignored", "--nocapture", "--test-threads=1"])
+            .args([
+                "--exact",
+                "hub_process",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env("TEST_HUB_DB", &cfg.db)
             .env("TEST_HUB_LISTEN", cfg.listen.to_string())
             .env("TEST_HUB_COMMIT_MS", cfg.commit_ms.to_string())
@@ -80,7 +91,11 @@ impl HubProcess {
                 bail!("hub child did not start within 30 s: {:?}", child.wait());
             }
         };
-        Ok(HubProcess { child, addr, db: cfg.db.clone() })
+        Ok(HubProcess {
+            child,
+            addr,
+            db: cfg.db.clone(),
+        })
     }
 
     pub fn device_url(&self) -> String {
@@ -100,7 +115,9 @@ impl HubProcess {
 
     /// SIGTERM, then wait up to `within` for the exit.
     pub fn terminate(mut self, within: Duration) -> anyhow::Result<ExitStatus> {
-        let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status()?;
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()?;
         anyhow::ensure!(status.success(), "kill -TERM failed");
         let deadline = Instant::now() + within;
         loop {
@@ -125,7 +142,9 @@ impl Drop for HubProcess {
 
 /// The child's body: run the hub until SIGTERM. Does nothing when not started as a child.
 pub fn child_main() {
-    let Some(db) = std::env::var_os("TEST_HUB_DB") else { return };
+    let Some(db) = std::env::var_os("TEST_HUB_DB") else {
+        return;
+    };
     let var = |name: &str| std::env::var(name).unwrap_or_else(|_| panic!("{name} not set"));
     let ms = |name: &str| Duration::from_millis(var(name).parse().expect("milliseconds"));
     let mut config = hub::config::Config {
@@ -140,9 +159,14 @@ pub fn child_main() {
     runtime
         .block_on(async move {
             let listener = tokio::net::TcpListener::bind(config.listen).await?;
-            hub::server::run(config, listener, hub::server::shutdown_signal(), |running| {
-                println!("{MARKER}{}", running.addr);
-            })
+            hub::server::run(
+                config,
+                listener,
+                hub::server::shutdown_signal(),
+                |running| {
+                    println!("{MARKER}{}", running.addr);
+                },
+            )
             .await
         })
         .expect("hub child failed");

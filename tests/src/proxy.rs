@@ -41,7 +41,9 @@ impl FaultProxy {
         let ctl = control.clone();
         let accept = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
-                let Ok(server) = TcpStream::connect(upstream).await else { continue };
+                let Ok(server) = TcpStream::connect(upstream).await else {
+                    continue;
+                };
                 let _ = client.set_nodelay(true);
                 let _ = server.set_nodelay(true);
                 let (cr, cw) = client.into_split();
@@ -53,7 +55,11 @@ impl FaultProxy {
                 links.push(Link { pumps: [up, down] });
             }
         });
-        Ok(FaultProxy { addr, control, accept })
+        Ok(FaultProxy {
+            addr,
+            control,
+            accept,
+        })
     }
 
     pub fn device_url(&self) -> String {
@@ -62,7 +68,13 @@ impl FaultProxy {
 
     /// Open connections right now.
     pub async fn open_links(&self) -> usize {
-        self.control.links.lock().await.iter().filter(|l| !l.pumps.iter().any(JoinHandle::is_finished)).count()
+        self.control
+            .links
+            .lock()
+            .await
+            .iter()
+            .filter(|l| !l.pumps.iter().any(JoinHandle::is_finished))
+            .count()
     }
 
     /// Cut the `n`-th open connection (modulo their number). Returns whether one was cut.
@@ -89,7 +101,9 @@ impl FaultProxy {
     }
 
     pub fn delay(&self, by: Duration) {
-        self.control.delay_ms.store(by.as_millis() as u64, Ordering::SeqCst);
+        self.control
+            .delay_ms
+            .store(by.as_millis() as u64, Ordering::SeqCst);
     }
 
     pub fn cuts(&self) -> u64 {
@@ -101,12 +115,20 @@ impl Drop for FaultProxy {
     fn drop(&mut self) {
         self.accept.abort();
         if let Ok(links) = self.control.links.try_lock() {
-            links.iter().flat_map(|l| l.pumps.iter()).for_each(JoinHandle::abort);
+            links
+                .iter()
+                .flat_map(|l| l.pumps.iter())
+                .for_each(JoinHandle::abort);
         }
     }
 }
 
-async fn pump(mut from: tokio::net::tcp::OwnedReadHalf, mut to: tokio::net::tcp::OwnedWriteHalf, ctl: Arc<Control>, device_to_hub: bool) {
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    ctl: Arc<Control>,
+    device_to_hub: bool,
+) {
     let mut buf = vec![0u8; 16 * 1024];
     loop {
         let n = match from.read(&mut buf).await {

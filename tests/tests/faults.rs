@@ -22,7 +22,11 @@ use tokio_tungstenite::tungstenite::Message;
 tests::hub_process_entry!();
 
 fn scale() -> u32 {
-    std::env::var("FAULT_SCALE").ok().and_then(|s| s.parse().ok()).unwrap_or(1).max(1)
+    std::env::var("FAULT_SCALE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1)
+        .max(1)
 }
 
 fn device(url: String, token: &str, name: &str, seed: u64) -> SimDevice {
@@ -34,18 +38,42 @@ fn device(url: String, token: &str, name: &str, seed: u64) -> SimDevice {
     d.record = true;
     d.sntp = true;
     // Reconnect fast: these tests break connections on purpose, many times.
-    d.backoff = BackoffConfig { initial_ms: 50, max_ms: 1_000, ..d.backoff };
+    d.backoff = BackoffConfig {
+        initial_ms: 50,
+        max_ms: 1_000,
+        ..d.backoff
+    };
     d.drain_timeout = Duration::from_secs(20);
     d
 }
 
-async fn start_devices(url: &str, names: &[String], tokens: &[String]) -> (watch::Sender<bool>, Vec<tokio::task::JoinHandle<DeviceReport>>) {
+async fn start_devices(
+    url: &str,
+    names: &[String],
+    tokens: &[String],
+) -> (
+    watch::Sender<bool>,
+    Vec<tokio::task::JoinHandle<DeviceReport>>,
+) {
     let (stop, stop_rx) = watch::channel(false);
-    let tasks = names.iter().zip(tokens).enumerate().map(|(i, (n, t))| tokio::spawn(run_device(device(url.to_owned(), t, n, i as u64 + 1), stop_rx.clone()))).collect();
+    let tasks = names
+        .iter()
+        .zip(tokens)
+        .enumerate()
+        .map(|(i, (n, t))| {
+            tokio::spawn(run_device(
+                device(url.to_owned(), t, n, i as u64 + 1),
+                stop_rx.clone(),
+            ))
+        })
+        .collect();
     (stop, tasks)
 }
 
-async fn stop_devices(stop: watch::Sender<bool>, tasks: Vec<tokio::task::JoinHandle<DeviceReport>>) -> anyhow::Result<Vec<DeviceReport>> {
+async fn stop_devices(
+    stop: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<DeviceReport>>,
+) -> anyhow::Result<Vec<DeviceReport>> {
     stop.send(true)?;
     let mut reports = Vec::new();
     for t in tasks {
@@ -56,27 +84,57 @@ async fn stop_devices(stop: watch::Sender<bool>, tasks: Vec<tokio::task::JoinHan
 
 /// The database holds exactly what each device generated, minus what it counted as dropped:
 /// nothing lost, nothing twice. Returns (generated, stored, dropped).
-async fn assert_exactly_once(store: &Store, reports: &[DeviceReport]) -> anyhow::Result<(u64, u64, u64)> {
+async fn assert_exactly_once(
+    store: &Store,
+    reports: &[DeviceReport],
+) -> anyhow::Result<(u64, u64, u64)> {
     let devices = store.list_devices().await?;
     let (mut generated, mut stored_total, mut dropped) = (0, 0, 0);
     for report in reports {
-        assert!(report.acked_all, "{}: outbox not drained: {report:?}", report.name);
-        let id = devices.iter().find(|d| d.name == report.name).expect("registered").id;
+        assert!(
+            report.acked_all,
+            "{}: outbox not drained: {report:?}",
+            report.name
+        );
+        let id = devices
+            .iter()
+            .find(|d| d.name == report.name)
+            .expect("registered")
+            .id;
         let mut expected: HashMap<(u8, i64), u32> = HashMap::new();
         for r in &report.generated_readings {
-            expected.insert((r.sensor, r.unix_ms().expect("sntp time") as i64), r.value.to_bits());
+            expected.insert(
+                (r.sensor, r.unix_ms().expect("sntp time") as i64),
+                r.value.to_bits(),
+            );
         }
         let first = expected.keys().map(|k| k.1).min().unwrap_or(0);
         let last = expected.keys().map(|k| k.1).max().unwrap_or(0);
-        let stored = store.raw_points(id, None, first, last + 1, usize::MAX).await?;
+        let stored = store
+            .raw_points(id, None, first, last + 1, usize::MAX)
+            .await?;
         let mut seen: HashMap<(u8, i64), u32> = HashMap::new();
         for p in &stored {
             let prev = seen.insert((p.sensor, p.ts_ms), p.value.to_bits());
-            assert!(prev.is_none(), "{}: reading {:?} stored twice", report.name, (p.sensor, p.ts_ms));
-            assert_eq!(expected.get(&(p.sensor, p.ts_ms)), Some(&p.value.to_bits()), "{}: stored a reading never generated", report.name);
+            assert!(
+                prev.is_none(),
+                "{}: reading {:?} stored twice",
+                report.name,
+                (p.sensor, p.ts_ms)
+            );
+            assert_eq!(
+                expected.get(&(p.sensor, p.ts_ms)),
+                Some(&p.value.to_bits()),
+                "{}: stored a reading never generated",
+                report.name
+            );
         }
         let missing = expected.len() as u64 - seen.len() as u64;
-        assert_eq!(missing, report.dropped, "{}: {missing} readings missing but the device counted {} dropped", report.name, report.dropped);
+        assert_eq!(
+            missing, report.dropped,
+            "{}: {missing} readings missing but the device counted {} dropped",
+            report.name, report.dropped
+        );
         generated += report.generated;
         stored_total += seen.len() as u64;
         dropped += report.dropped;
@@ -112,8 +170,14 @@ async fn random_connection_cuts_lose_nothing_and_store_nothing_twice() -> anyhow
     let store = open_store(&db)?;
     let (generated, stored, dropped) = assert_exactly_once(&store, &reports).await?;
     let reconnects: u32 = reports.iter().map(|r| r.reconnects).sum();
-    println!("cuts {} reconnects {reconnects} generated {generated} stored {stored} dropped {dropped} duplicates 0", proxy.cuts());
-    assert!(reconnects as u64 >= cuts / 2, "the cuts did not reach the devices: {reconnects} reconnects");
+    println!(
+        "cuts {} reconnects {reconnects} generated {generated} stored {stored} dropped {dropped} duplicates 0",
+        proxy.cuts()
+    );
+    assert!(
+        reconnects as u64 >= cuts / 2,
+        "the cuts did not reach the devices: {reconnects} reconnects"
+    );
     store.close().await?;
     Ok(())
 }
@@ -145,8 +209,13 @@ async fn kill_9_of_the_hub_under_load_loses_no_acked_reading() -> anyhow::Result
 
     let store = open_store(&db)?;
     let (generated, stored, dropped) = assert_exactly_once(&store, &reports).await?;
-    println!("kills {cycles} generated {generated} stored {stored} dropped {dropped} duplicates 0 lost 0");
-    assert!(reports.iter().all(|r| r.reconnects >= cycles / 2), "devices did not see the restarts");
+    println!(
+        "kills {cycles} generated {generated} stored {stored} dropped {dropped} duplicates 0 lost 0"
+    );
+    assert!(
+        reports.iter().all(|r| r.reconnects >= cycles / 2),
+        "devices did not see the restarts"
+    );
     store.close().await?;
     Ok(())
 }
@@ -156,11 +225,21 @@ async fn sigterm_closes_every_socket_with_1001_flushes_and_exits_0() -> anyhow::
     let dir = tempfile::tempdir()?;
     let db = dir.path().join("hub.db");
     let tokens = add_devices(&db, &["d".to_string()]).await?;
-    let hub = HubProcess::spawn(&ChildConfig { commit_ms: 2_000, ..ChildConfig::new(&db) })?;
+    let hub = HubProcess::spawn(&ChildConfig {
+        commit_ms: 2_000,
+        ..ChildConfig::new(&db)
+    })?;
     let wait = Duration::from_secs(5);
-    let mut ws = connect_device(&hub.device_url(), Some(&tokens[0]), Some(shared::SUBPROTOCOL)).await?;
+    let mut ws = connect_device(
+        &hub.device_url(),
+        Some(&tokens[0]),
+        Some(shared::SUBPROTOCOL),
+    )
+    .await?;
     send(&mut ws, &hello(1, 1)).await?;
-    let HubMsg::Welcome(_) = recv(&mut ws, wait).await? else { panic!("no Welcome") };
+    let HubMsg::Welcome(_) = recv(&mut ws, wait).await? else {
+        panic!("no Welcome")
+    };
     let (mut live, _) = tokio_tungstenite::connect_async(hub.live_url()).await?;
     // A batch waiting for its (2 s) commit when SIGTERM arrives is committed and acked.
     send(&mut ws, &batch(1, now_ms(), &[(0, 0, 1.0)])).await?;
@@ -168,7 +247,15 @@ async fn sigterm_closes_every_socket_with_1001_flushes_and_exits_0() -> anyhow::
 
     let term = tokio::task::spawn_blocking(move || hub.terminate(Duration::from_secs(20)));
     assert_eq!(recv(&mut ws, wait).await?, HubMsg::Ack { seq: 1 });
-    assert_eq!(closing(&mut ws, wait).await?, (Some(HubMsg::Goodbye { reason: CloseReason::Shutdown }), Some(1001)));
+    assert_eq!(
+        closing(&mut ws, wait).await?,
+        (
+            Some(HubMsg::Goodbye {
+                reason: CloseReason::Shutdown
+            }),
+            Some(1001)
+        )
+    );
     let live_close = loop {
         match tokio::time::timeout(wait, live.next()).await? {
             Some(Ok(Message::Close(frame))) => break frame.map(|f| u16::from(f.code)),
@@ -181,12 +268,18 @@ async fn sigterm_closes_every_socket_with_1001_flushes_and_exits_0() -> anyhow::
     assert!(status.success(), "exit status {status}");
     // Checkpointed: the WAL was folded into the database file.
     let wal = db.with_extension("db-wal");
-    assert!(std::fs::metadata(&wal).map(|m| m.len() == 0).unwrap_or(true), "WAL not checkpointed");
+    assert!(
+        std::fs::metadata(&wal)
+            .map(|m| m.len() == 0)
+            .unwrap_or(true),
+        "WAL not checkpointed"
+    );
     Ok(())
 }
 
 #[tokio::test]
-async fn a_device_that_stops_answering_is_closed_within_the_heartbeat_timeout() -> anyhow::Result<()> {
+async fn a_device_that_stops_answering_is_closed_within_the_heartbeat_timeout() -> anyhow::Result<()>
+{
     let dir = tempfile::tempdir()?;
     let db = dir.path().join("hub.db");
     let tokens = add_devices(&db, &["d".to_string()]).await?;
@@ -194,20 +287,36 @@ async fn a_device_that_stops_answering_is_closed_within_the_heartbeat_timeout() 
     config.ping_interval = Duration::from_millis(200);
     config.device.heartbeat_ms = 200;
     let hub = TestHub::start(config).await?;
-    let mut ws = connect_device(&hub.device_url(), Some(&tokens[0]), Some(shared::SUBPROTOCOL)).await?;
+    let mut ws = connect_device(
+        &hub.device_url(),
+        Some(&tokens[0]),
+        Some(shared::SUBPROTOCOL),
+    )
+    .await?;
     send(&mut ws, &hello(1, 1)).await?;
-    let HubMsg::Welcome(_) = recv(&mut ws, Duration::from_secs(5)).await? else { panic!("no Welcome") };
+    let HubMsg::Welcome(_) = recv(&mut ws, Duration::from_secs(5)).await? else {
+        panic!("no Welcome")
+    };
     // Not reading the socket: pings go unanswered and nothing is sent.
     let silent = std::time::Instant::now();
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     let (goodbye, code) = closing(&mut ws, Duration::from_secs(5)).await?;
-    assert_eq!((goodbye, code), (Some(HubMsg::Goodbye { reason: CloseReason::Timeout }), Some(4001)));
+    assert_eq!(
+        (goodbye, code),
+        (
+            Some(HubMsg::Goodbye {
+                reason: CloseReason::Timeout
+            }),
+            Some(4001)
+        )
+    );
     assert!(silent.elapsed() < Duration::from_secs(5));
     hub.stop().await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_dashboard_that_stops_reading_is_told_what_it_missed_and_slows_no_device() -> anyhow::Result<()> {
+async fn a_dashboard_that_stops_reading_is_told_what_it_missed_and_slows_no_device()
+-> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let db = dir.path().join("hub.db");
     let names: Vec<String> = (0..20).map(|i| format!("dev-{i:02}")).collect();
@@ -227,7 +336,8 @@ async fn a_dashboard_that_stops_reading_is_told_what_it_missed_and_slows_no_devi
     store.close().await?;
     // The stalled client, reading at last, is told how much it missed.
     let mut missed = 0u64;
-    while let Ok(Some(Ok(msg))) = tokio::time::timeout(Duration::from_secs(2), stalled.next()).await {
+    while let Ok(Some(Ok(msg))) = tokio::time::timeout(Duration::from_secs(2), stalled.next()).await
+    {
         if let Message::Text(t) = msg {
             let v: serde_json::Value = serde_json::from_str(t.as_str())?;
             if v["type"] == "lagged" {
@@ -235,7 +345,10 @@ async fn a_dashboard_that_stops_reading_is_told_what_it_missed_and_slows_no_devi
             }
         }
     }
-    assert!(missed > 0, "a stalled client was never told it missed events");
+    assert!(
+        missed > 0,
+        "a stalled client was never told it missed events"
+    );
     hub.stop().await
 }
 
@@ -258,13 +371,17 @@ async fn a_locked_database_pauses_acks_and_everything_arrives_after() -> anyhow:
         conn.execute_batch("COMMIT")
     });
     tokio::time::sleep(Duration::from_millis(2_500)).await;
-    let health: serde_json::Value = serde_json::from_str(&http_get(hub.addr, "/api/health").await?)?;
+    let health: serde_json::Value =
+        serde_json::from_str(&http_get(hub.addr, "/api/health").await?)?;
     locker.join().expect("locker thread")?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let reports = stop_devices(stop, tasks).await?;
     hub.stop().await?;
 
-    assert!(health["store_queued_batches"].as_u64().unwrap_or(0) > 0, "nothing was waiting during the lock: {health}");
+    assert!(
+        health["store_queued_batches"].as_u64().unwrap_or(0) > 0,
+        "nothing was waiting during the lock: {health}"
+    );
     let store = open_store(&db)?;
     let (generated, stored, dropped) = assert_exactly_once(&store, &reports).await?;
     assert_eq!((generated, dropped), (stored, 0));
@@ -276,8 +393,14 @@ async fn a_locked_database_pauses_acks_and_everything_arrives_after() -> anyhow:
 async fn http_get(addr: std::net::SocketAddr, path: &str) -> anyhow::Result<String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(addr).await?;
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes()).await?;
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await?;
     let mut out = String::new();
     s.read_to_string(&mut out).await?;
-    Ok(out.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default())
+    Ok(out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default())
 }

@@ -80,7 +80,11 @@ async fn health(State(app): State<AppState>) -> Response {
         devices_online: app.devices.count(),
         live_clients: app.live.clients(),
     };
-    let status = if view.store_writable { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if view.store_writable {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (status, Json(view)).into_response()
 }
 
@@ -97,7 +101,12 @@ pub struct DeviceView {
 
 async fn view(app: &AppState, device: DeviceRecord) -> Result<DeviceView, ApiError> {
     let stats = app.store.device_stats(device.id).await?;
-    Ok(DeviceView { online: app.devices.is_online(device.id), completeness: stats.as_ref().map(DeviceStats::completeness), stats, device })
+    Ok(DeviceView {
+        online: app.devices.is_online(device.id),
+        completeness: stats.as_ref().map(DeviceStats::completeness),
+        stats,
+        device,
+    })
 }
 
 async fn devices(State(app): State<AppState>) -> Result<Json<Vec<DeviceView>>, ApiError> {
@@ -109,10 +118,16 @@ async fn devices(State(app): State<AppState>) -> Result<Json<Vec<DeviceView>>, A
 }
 
 async fn find(app: &AppState, name: &str) -> Result<DeviceRecord, ApiError> {
-    app.store.device_by_name(name).await?.ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no device named {name:?}")))
+    app.store
+        .device_by_name(name)
+        .await?
+        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no device named {name:?}")))
 }
 
-async fn device(State(app): State<AppState>, Path(name): Path<String>) -> Result<Json<DeviceView>, ApiError> {
+async fn device(
+    State(app): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<DeviceView>, ApiError> {
     let device = find(&app, &name).await?;
     Ok(Json(view(&app, device).await?))
 }
@@ -139,23 +154,40 @@ impl RangeQuery {
     }
 }
 
-async fn history(State(app): State<AppState>, Path(name): Path<String>, Query(q): Query<RangeQuery>) -> Result<Response, ApiError> {
+async fn history(
+    State(app): State<AppState>,
+    Path(name): Path<String>,
+    Query(q): Query<RangeQuery>,
+) -> Result<Response, ApiError> {
     let device = find(&app, &name).await?;
-    let sensor = q.sensor.ok_or_else(|| bad_request("sensor is required (a sensor id from the device's list)"))?;
+    let sensor = q
+        .sensor
+        .ok_or_else(|| bad_request("sensor is required (a sensor id from the device's list)"))?;
     let (from, to) = q.range()?;
     let points = q.points.unwrap_or(DEFAULT_HISTORY_POINTS);
     if points == 0 || points > MAX_HISTORY_POINTS {
-        return Err(bad_request(format!("points must be between 1 and {MAX_HISTORY_POINTS}")));
+        return Err(bad_request(format!(
+            "points must be between 1 and {MAX_HISTORY_POINTS}"
+        )));
     }
-    let history = app.store.history(device.id, sensor, from, to, points).await?;
+    let history = app
+        .store
+        .history(device.id, sensor, from, to, points)
+        .await?;
     Ok(Json(history).into_response())
 }
 
-async fn csv(State(app): State<AppState>, Path(name): Path<String>, Query(q): Query<RangeQuery>) -> Result<Response, ApiError> {
+async fn csv(
+    State(app): State<AppState>,
+    Path(name): Path<String>,
+    Query(q): Query<RangeQuery>,
+) -> Result<Response, ApiError> {
     let device = find(&app, &name).await?;
     let (from, to) = q.range()?;
     if to - from > MAX_CSV_RANGE_MS {
-        return Err(bad_request(format!("a CSV download covers at most 31 days ({MAX_CSV_RANGE_MS} ms); use `hub export` for more")));
+        return Err(bad_request(format!(
+            "a CSV download covers at most 31 days ({MAX_CSV_RANGE_MS} ms); use `hub export` for more"
+        )));
     }
     let store = app.store.clone();
     let sensor = q.sensor;
@@ -172,7 +204,14 @@ async fn csv(State(app): State<AppState>, Path(name): Path<String>, Query(q): Qu
         None => body,
     };
     let filename = format!("attachment; filename=\"{name}-{from}-{to}.csv\"");
-    Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()), (header::CONTENT_DISPOSITION, filename)], body).into_response())
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+            (header::CONTENT_DISPOSITION, filename),
+        ],
+        body,
+    )
+        .into_response())
 }
 
 /// Keep the header and the rows of one sensor. Every row is of device `name`, so a row of
@@ -194,12 +233,36 @@ fn filter_sensor(csv: &[u8], name: &str, sensor: u8) -> Vec<u8> {
 async fn metrics(State(app): State<AppState>) -> Response {
     let h = app.store.health();
     let body = app.metrics.render(&[
-        ("devices_online", "Devices connected now.", app.devices.count() as u64),
-        ("live_clients", "Live dashboard connections now.", app.live.clients() as u64),
-        ("store_queued_batches", "Batches waiting for their commit.", h.queued_batches as u64),
-        ("store_commits", "Transactions committed since start.", h.commits),
-        ("store_failed_commits", "Commit attempts that failed (each is retried).", h.failed_commits),
-        ("store_writable", "1 while commits succeed.", u64::from(h.writable)),
+        (
+            "devices_online",
+            "Devices connected now.",
+            app.devices.count() as u64,
+        ),
+        (
+            "live_clients",
+            "Live dashboard connections now.",
+            app.live.clients() as u64,
+        ),
+        (
+            "store_queued_batches",
+            "Batches waiting for their commit.",
+            h.queued_batches as u64,
+        ),
+        (
+            "store_commits",
+            "Transactions committed since start.",
+            h.commits,
+        ),
+        (
+            "store_failed_commits",
+            "Commit attempts that failed (each is retried).",
+            h.failed_commits,
+        ),
+        (
+            "store_writable",
+            "1 while commits succeed.",
+            u64::from(h.writable),
+        ),
     ]);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
@@ -212,6 +275,9 @@ mod tests {
     fn the_csv_sensor_filter_copes_with_quoted_device_names() {
         let csv = b"device,sensor,ts_ms,iso_time,value,time_source\n\"a,b\",0,1,x,1.5,sntp\n\"a,b\",1,1,x,2.5,sntp\n";
         let out = String::from_utf8(filter_sensor(csv, "a,b", 1)).unwrap();
-        assert_eq!(out, "device,sensor,ts_ms,iso_time,value,time_source\n\"a,b\",1,1,x,2.5,sntp\n");
+        assert_eq!(
+            out,
+            "device,sensor,ts_ms,iso_time,value,time_source\n\"a,b\",1,1,x,2.5,sntp\n"
+        );
     }
 }

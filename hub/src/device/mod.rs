@@ -29,29 +29,69 @@ pub const DEVICE_SOCKET_BUFFER: usize = 4096;
 /// then be reset before the device reads the close frame).
 pub const DEVICE_READ_LIMIT: usize = 4 * shared::limits::MAX_DEVICE_FRAME_BYTES;
 
-pub async fn upgrade(State(app): State<AppState>, headers: HeaderMap, ws: WebSocketUpgrade) -> Response {
-    let token = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(auth::bearer);
+pub async fn upgrade(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(auth::bearer);
     let Some(token) = token else {
         Metrics::inc(&app.metrics.device_auth_failures_total, 1);
-        return (StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, "Bearer")], "device token required: Authorization: Bearer <token>\n").into_response();
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            "device token required: Authorization: Bearer <token>\n",
+        )
+            .into_response();
     };
-    let device = match app.store.device_by_token_hash(&auth::hash_token(token)).await {
+    let device = match app
+        .store
+        .device_by_token_hash(&auth::hash_token(token))
+        .await
+    {
         Ok(Some(device)) if !device.revoked => device,
         Ok(_) => {
             Metrics::inc(&app.metrics.device_auth_failures_total, 1);
-            return (StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, "Bearer")], "unknown or revoked device token\n").into_response();
+            return (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Bearer")],
+                "unknown or revoked device token\n",
+            )
+                .into_response();
         }
         Err(e) => {
             tracing::error!(error = %e, "token lookup failed");
-            return (StatusCode::SERVICE_UNAVAILABLE, "store unavailable, retry later\n").into_response();
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store unavailable, retry later\n",
+            )
+                .into_response();
         }
     };
-    let speaks_ours = ws.requested_protocols().any(|p| p.to_str().is_ok_and(|list| list.split(',').any(|p| p.trim() == shared::SUBPROTOCOL)));
+    let speaks_ours = ws.requested_protocols().any(|p| {
+        p.to_str()
+            .is_ok_and(|list| list.split(',').any(|p| p.trim() == shared::SUBPROTOCOL))
+    });
     if !speaks_ours {
-        return (StatusCode::BAD_REQUEST, format!("unsupported WebSocket subprotocol: this hub speaks {}\n", shared::SUBPROTOCOL)).into_response();
+        return (
+            StatusCode::BAD_REQUEST,
+            format!(
+                "unsupported WebSocket subprotocol: this hub speaks {}\n",
+                shared::SUBPROTOCOL
+            ),
+        )
+            .into_response();
     }
     let Ok(permit) = app.connections.clone().try_acquire_owned() else {
-        return (StatusCode::SERVICE_UNAVAILABLE, [(header::RETRY_AFTER, "10")], "hub at capacity, retry later\n").into_response();
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "10")],
+            "hub at capacity, retry later\n",
+        )
+            .into_response();
     };
     Metrics::inc(&app.metrics.device_connections_total, 1);
     ws.protocols([shared::SUBPROTOCOL])

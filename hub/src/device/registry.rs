@@ -39,7 +39,11 @@ impl ConnectedDevices {
         if let Some(old) = current.insert(device_id, Entry { generation, kick }) {
             let _ = old.kick.send(Some(CloseReason::Replaced));
         }
-        Registration { device_id, generation, kicked }
+        Registration {
+            device_id,
+            generation,
+            kicked,
+        }
     }
 
     /// Forget this connection. True when it was still the device's current one.
@@ -57,11 +61,17 @@ impl ConnectedDevices {
     /// Close the device's open connection, if any, for `reason`.
     pub fn kick(&self, device_id: i64, reason: CloseReason) -> bool {
         let current = self.current.lock().unwrap_or_else(|e| e.into_inner());
-        current.get(&device_id).map(|entry| entry.kick.send(Some(reason)).is_ok()).unwrap_or(false)
+        current
+            .get(&device_id)
+            .map(|entry| entry.kick.send(Some(reason)).is_ok())
+            .unwrap_or(false)
     }
 
     pub fn is_online(&self, device_id: i64) -> bool {
-        self.current.lock().unwrap_or_else(|e| e.into_inner()).contains_key(&device_id)
+        self.current
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(&device_id)
     }
 
     pub fn count(&self) -> usize {
@@ -80,7 +90,10 @@ mod tests {
         let new = devices.register(7);
         assert_eq!(*old.kicked.borrow(), Some(CloseReason::Replaced));
         assert_eq!(*new.kicked.borrow(), None);
-        assert!(!devices.unregister(&old), "the replaced connection must not mark the device offline");
+        assert!(
+            !devices.unregister(&old),
+            "the replaced connection must not mark the device offline"
+        );
         assert!(devices.is_online(7));
         assert!(devices.unregister(&new));
         assert!(!devices.is_online(7));

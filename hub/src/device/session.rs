@@ -13,15 +13,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
-use futures_util::stream::{FuturesOrdered, StreamExt};
 use futures_util::FutureExt;
+use futures_util::stream::{FuturesOrdered, StreamExt};
 use shared::payload::Point;
 use shared::{Batch, Clock, CloseReason, DeviceMsg, Hello, HubMsg, SensorSet, SeqVerdict};
 use tokio::time::{Instant, MissedTickBehavior};
 
 use super::registry::Registration;
-use crate::live::event::{DeviceStatus, Readings};
 use crate::live::LiveEvent;
+use crate::live::event::{DeviceStatus, Readings};
 use crate::metrics::Metrics;
 use crate::server::AppState;
 use crate::store::{Committed, DeviceRecord, IncomingBatch, StoreError, TimeSource};
@@ -34,7 +34,11 @@ const SHUTDOWN_ACK_WAIT: Duration = Duration::from_secs(5);
 /// Why the read loop ended.
 enum End {
     /// Tell the device why, then close with this code.
-    Close { reason: CloseReason, code: u16, text: &'static str },
+    Close {
+        reason: CloseReason,
+        code: u16,
+        text: &'static str,
+    },
     /// The socket is gone or closed by the device: nothing more to send.
     Gone,
 }
@@ -79,27 +83,44 @@ pub async fn run(mut socket: WebSocket, app: AppState, device: DeviceRecord) {
         Ok(s) => s,
         Err(e) => {
             tracing::info!(device = %name, error = %e, "invalid Hello");
-            return finish(socket, close(CloseReason::PolicyViolation, 1008, "invalid Hello")).await;
+            return finish(
+                socket,
+                close(CloseReason::PolicyViolation, 1008, "invalid Hello"),
+            )
+            .await;
         }
     };
     let now = unix_ms();
     if let Err(e) = app.store.record_hello(device.id, &hello, now).await {
         tracing::error!(device = %name, error = %e, "could not record Hello");
-        return finish(socket, close(CloseReason::Internal, 1011, "store unavailable")).await;
+        return finish(
+            socket,
+            close(CloseReason::Internal, 1011, "store unavailable"),
+        )
+        .await;
     }
     let stored_seq = match app.store.cursor(device.id, hello.boot_id).await {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(device = %name, error = %e, "could not read cursor");
-            return finish(socket, close(CloseReason::Internal, 1011, "store unavailable")).await;
+            return finish(
+                socket,
+                close(CloseReason::Internal, 1011, "store unavailable"),
+            )
+            .await;
         }
     };
-    let welcome = HubMsg::Welcome(shared::Welcome { hub_time_ms: now as u64, stored_seq, config: app.config.device });
+    let welcome = HubMsg::Welcome(shared::Welcome {
+        hub_time_ms: now as u64,
+        stored_seq,
+        config: app.config.device,
+    });
     if send_msg(&mut socket, &welcome).await.is_err() {
         return;
     }
     let registration = app.devices.register(device.id);
-    app.live.publish(status_event(&name, true, Some(hello.firmware.as_str())));
+    app.live
+        .publish(status_event(&name, true, Some(hello.firmware.as_str())));
     tracing::info!(device = %name, boot_id = hello.boot_id, firmware = %hello.firmware, stored_seq, "device online");
 
     let mut session = Session {
@@ -113,7 +134,9 @@ pub async fn run(mut socket: WebSocket, app: AppState, device: DeviceRecord) {
         device,
         app: app.clone(),
     };
-    let end = session.stream(&mut socket, registration, &mut shutdown).await;
+    let end = session
+        .stream(&mut socket, registration, &mut shutdown)
+        .await;
     finish(socket, end).await;
 }
 
@@ -122,7 +145,13 @@ async fn read_hello(socket: &mut WebSocket, app: &AppState) -> Result<Hello, End
         match next_frame(socket, app).await? {
             DeviceMsg::Hello(hello) => return Ok(hello),
             DeviceMsg::Heartbeat(_) => continue,
-            DeviceMsg::Batch(_) => return Err(close(CloseReason::PolicyViolation, 1008, "Hello must come first")),
+            DeviceMsg::Batch(_) => {
+                return Err(close(
+                    CloseReason::PolicyViolation,
+                    1008,
+                    "Hello must come first",
+                ));
+            }
         }
     }
 }
@@ -143,7 +172,9 @@ async fn next_frame(socket: &mut WebSocket, app: &AppState) -> Result<DeviceMsg,
                     Metrics::inc(&app.metrics.frames_malformed_total, 1);
                     tracing::debug!(error = %e, "undecodable frame");
                     match e {
-                        shared::DecodeError::TooLarge { .. } => close(CloseReason::BadFrame, 1009, "frame too large"),
+                        shared::DecodeError::TooLarge { .. } => {
+                            close(CloseReason::BadFrame, 1009, "frame too large")
+                        }
                         _ => close(CloseReason::BadFrame, 1007, "frame does not decode"),
                     }
                 });
@@ -163,20 +194,33 @@ async fn next_frame(socket: &mut WebSocket, app: &AppState) -> Result<DeviceMsg,
 fn read_error(e: axum::Error) -> End {
     let inner = e.into_inner();
     match inner.downcast_ref::<tungstenite::Error>() {
-        Some(tungstenite::Error::Capacity(_)) => close(CloseReason::BadFrame, 1009, "frame too large"),
+        Some(tungstenite::Error::Capacity(_)) => {
+            close(CloseReason::BadFrame, 1009, "frame too large")
+        }
         Some(tungstenite::Error::Utf8(_)) => close(CloseReason::BadFrame, 1007, "invalid UTF-8"),
-        Some(tungstenite::Error::Protocol(_)) => close(CloseReason::PolicyViolation, 1002, "WebSocket protocol error"),
+        Some(tungstenite::Error::Protocol(_)) => close(
+            CloseReason::PolicyViolation,
+            1002,
+            "WebSocket protocol error",
+        ),
         _ => End::Gone,
     }
 }
 
 impl Session {
-    async fn stream(&mut self, socket: &mut WebSocket, mut registration: Registration, shutdown: &mut tokio::sync::watch::Receiver<bool>) -> End {
+    async fn stream(
+        &mut self,
+        socket: &mut WebSocket,
+        mut registration: Registration,
+        shutdown: &mut tokio::sync::watch::Receiver<bool>,
+    ) -> End {
         let app = self.app.clone();
         let mut pending: FuturesOrdered<CommitFuture> = FuturesOrdered::new();
         let mut ping = tokio::time::interval(app.config.ping_interval);
         ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let dead_after = (app.config.ping_interval * 3).max(Duration::from_millis(u64::from(app.config.device.heartbeat_ms) * 3));
+        let dead_after = (app.config.ping_interval * 3).max(Duration::from_millis(
+            u64::from(app.config.device.heartbeat_ms) * 3,
+        ));
         let mut last_heard = Instant::now();
 
         let end = loop {
@@ -223,7 +267,14 @@ impl Session {
 
         // Whatever the device sent and the store accepted is acked if its commit lands soon:
         // the device then need not resend it.
-        if matches!(end, End::Close { reason: CloseReason::Shutdown | CloseReason::Replaced, .. }) && !pending.is_empty() {
+        if matches!(
+            end,
+            End::Close {
+                reason: CloseReason::Shutdown | CloseReason::Replaced,
+                ..
+            }
+        ) && !pending.is_empty()
+        {
             let drain = async {
                 while let Some((seq, result)) = pending.next().await {
                     if self.committed(seq, result).is_err() {
@@ -232,7 +283,13 @@ impl Session {
                 }
             };
             let _ = tokio::time::timeout(SHUTDOWN_ACK_WAIT, drain).await;
-            let _ = send_msg(socket, &HubMsg::Ack { seq: self.committed_seq }).await;
+            let _ = send_msg(
+                socket,
+                &HubMsg::Ack {
+                    seq: self.committed_seq,
+                },
+            )
+            .await;
         }
         if app.devices.unregister(&registration) {
             app.live.publish(status_event(&self.name, false, None));
@@ -255,15 +312,30 @@ impl Session {
     }
 
     /// Handle one message; the reply to send now, if any.
-    async fn handle(&mut self, msg: DeviceMsg, pending: &mut FuturesOrdered<CommitFuture>) -> Result<Option<HubMsg>, End> {
+    async fn handle(
+        &mut self,
+        msg: DeviceMsg,
+        pending: &mut FuturesOrdered<CommitFuture>,
+    ) -> Result<Option<HubMsg>, End> {
         match msg {
-            DeviceMsg::Hello(_) => Err(close(CloseReason::PolicyViolation, 1008, "Hello sent twice")),
-            DeviceMsg::Heartbeat(hb) => Ok(Some(HubMsg::Pong { hub_time_ms: unix_ms() as u64, uptime_ms: hb.uptime_ms })),
+            DeviceMsg::Hello(_) => Err(close(
+                CloseReason::PolicyViolation,
+                1008,
+                "Hello sent twice",
+            )),
+            DeviceMsg::Heartbeat(hb) => Ok(Some(HubMsg::Pong {
+                hub_time_ms: unix_ms() as u64,
+                uptime_ms: hb.uptime_ms,
+            })),
             DeviceMsg::Batch(batch) => self.batch(batch, pending).await,
         }
     }
 
-    async fn batch(&mut self, batch: Batch, pending: &mut FuturesOrdered<CommitFuture>) -> Result<Option<HubMsg>, End> {
+    async fn batch(
+        &mut self,
+        batch: Batch,
+        pending: &mut FuturesOrdered<CommitFuture>,
+    ) -> Result<Option<HubMsg>, End> {
         let app = &self.app;
         let seq = batch.seq;
         match shared::check_seq(Some(self.accepted_seq), seq) {
@@ -271,7 +343,9 @@ impl Session {
                 Metrics::inc(&app.metrics.batches_duplicate_total, 1);
                 // Stored, or waiting in a commit that will be acked: with nothing pending, every
                 // accepted batch is committed and the cumulative Ack covers this one.
-                return Ok(pending.is_empty().then_some(HubMsg::Ack { seq: self.committed_seq }));
+                return Ok(pending.is_empty().then_some(HubMsg::Ack {
+                    seq: self.committed_seq,
+                }));
             }
             Ok(SeqVerdict::New { .. }) => {}
             Err(reason) => return self.reject(seq, reason),
@@ -280,14 +354,27 @@ impl Session {
         let (base_ms, time_source) = match batch.clock {
             Clock::Sntp { base_ms } => (base_ms as i64, TimeSource::Sntp),
             Clock::Hub { base_ms } => (base_ms as i64, TimeSource::HubSynced),
-            Clock::Uptime { base_ms } => ((base_ms as i64).saturating_add(self.uptime_offset_ms), TimeSource::UptimeMapped),
+            Clock::Uptime { base_ms } => (
+                (base_ms as i64).saturating_add(self.uptime_offset_ms),
+                TimeSource::UptimeMapped,
+            ),
         };
-        if let Err(reason) = shared::validate_batch(&batch, &self.sensors, base_ms.max(0) as u64, now as u64) {
+        if let Err(reason) =
+            shared::validate_batch(&batch, &self.sensors, base_ms.max(0) as u64, now as u64)
+        {
             return self.reject(seq, reason);
         }
         self.invalid_streak = 0;
 
-        let points: Vec<Point> = batch.readings.iter().map(|r| Point { sensor: r.sensor, ts_ms: base_ms + i64::from(r.offset_ms), value: r.value }).collect();
+        let points: Vec<Point> = batch
+            .readings
+            .iter()
+            .map(|r| Point {
+                sensor: r.sensor,
+                ts_ms: base_ms + i64::from(r.offset_ms),
+                value: r.value,
+            })
+            .collect();
         self.publish_live(seq, time_source, &points);
 
         let incoming = IncomingBatch {
@@ -317,7 +404,11 @@ impl Session {
         self.invalid_streak += 1;
         tracing::debug!(device = %self.name, seq, ?reason, "batch rejected");
         if self.invalid_streak >= self.app.config.max_invalid_batches {
-            return Err(close(CloseReason::PolicyViolation, 1008, "too many invalid batches"));
+            return Err(close(
+                CloseReason::PolicyViolation,
+                1008,
+                "too many invalid batches",
+            ));
         }
         Ok(Some(HubMsg::Reject { seq, reason }))
     }
@@ -330,29 +421,57 @@ impl Session {
         sensors.sort_unstable();
         sensors.dedup();
         for sensor in sensors {
-            let json = serde_json::to_string(&Readings::new(&self.name, sensor, seq, time_source, points)).unwrap_or_default();
-            self.app.live.publish(LiveEvent { device: self.name.clone(), sensor: Some(sensor), json: Utf8Bytes::from(json) });
+            let json =
+                serde_json::to_string(&Readings::new(&self.name, sensor, seq, time_source, points))
+                    .unwrap_or_default();
+            self.app.live.publish(LiveEvent {
+                device: self.name.clone(),
+                sensor: Some(sensor),
+                json: Utf8Bytes::from(json),
+            });
         }
     }
 }
 
 fn status_event(name: &Arc<str>, online: bool, firmware: Option<&str>) -> LiveEvent {
-    let json = serde_json::to_string(&DeviceStatus { kind: "device", device: name, online, firmware, ts_ms: unix_ms() }).unwrap_or_default();
-    LiveEvent { device: name.clone(), sensor: None, json: Utf8Bytes::from(json) }
+    let json = serde_json::to_string(&DeviceStatus {
+        kind: "device",
+        device: name,
+        online,
+        firmware,
+        ts_ms: unix_ms(),
+    })
+    .unwrap_or_default();
+    LiveEvent {
+        device: name.clone(),
+        sensor: None,
+        json: Utf8Bytes::from(json),
+    }
 }
 
 async fn send_msg(socket: &mut WebSocket, msg: &HubMsg) -> Result<(), ()> {
     let mut buf = [0u8; shared::limits::MAX_HUB_FRAME_BYTES];
     let bytes = shared::encode(msg, &mut buf).map_err(|_| ())?;
-    socket.send(Message::Binary(bytes.to_vec().into())).await.map_err(|_| ())
+    socket
+        .send(Message::Binary(bytes.to_vec().into()))
+        .await
+        .map_err(|_| ())
 }
 
 /// Say goodbye (when there is someone to tell) and close.
 async fn finish(mut socket: WebSocket, end: End) {
     if let End::Close { reason, code, text } = end {
         let _ = send_msg(&mut socket, &HubMsg::Goodbye { reason }).await;
-        let _ = socket.send(Message::Close(Some(CloseFrame { code, reason: Utf8Bytes::from_static(text) }))).await;
+        let _ = socket
+            .send(Message::Close(Some(CloseFrame {
+                code,
+                reason: Utf8Bytes::from_static(text),
+            })))
+            .await;
         // Give the close handshake a moment so the device sees the code, bounded.
-        let _ = tokio::time::timeout(Duration::from_secs(2), async { while let Some(Ok(_)) = socket.recv().await {} }).await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            while let Some(Ok(_)) = socket.recv().await {}
+        })
+        .await;
     }
 }

@@ -34,13 +34,18 @@ pub struct Subscription {
 
 impl Subscription {
     pub fn everything() -> Self {
-        Self { all: true, devices: HashMap::new() }
+        Self {
+            all: true,
+            devices: HashMap::new(),
+        }
     }
 
     /// Readings as subscribed; device status events (online/offline) go to every client,
     /// so a device list stays current whatever the charts show.
     pub fn wants(&self, event: &LiveEvent) -> bool {
-        let Some(sensor) = event.sensor else { return true };
+        let Some(sensor) = event.sensor else {
+            return true;
+        };
         if self.all {
             return true;
         }
@@ -61,14 +66,20 @@ impl Subscription {
                 self.devices.clear();
             }
             ClientRequest::Subscribe { device, sensors } => {
-                if !self.all && !self.devices.contains_key(device.as_str()) && self.devices.len() >= MAX_SUBSCRIBED_DEVICES {
-                    return Err(format!("at most {MAX_SUBSCRIBED_DEVICES} devices per subscription"));
+                if !self.all
+                    && !self.devices.contains_key(device.as_str())
+                    && self.devices.len() >= MAX_SUBSCRIBED_DEVICES
+                {
+                    return Err(format!(
+                        "at most {MAX_SUBSCRIBED_DEVICES} devices per subscription"
+                    ));
                 }
                 if self.all {
                     // Naming a device narrows "everything" down to what is named from now on.
                     self.all = false;
                 }
-                self.devices.insert(device.into(), sensors.map(|s| s.into_iter().collect()));
+                self.devices
+                    .insert(device.into(), sensors.map(|s| s.into_iter().collect()));
             }
             ClientRequest::Unsubscribe { device } if device == "*" => {
                 self.all = false;
@@ -85,18 +96,30 @@ impl Subscription {
         let mut devices: Vec<DeviceView> = self
             .devices
             .iter()
-            .map(|(name, sensors)| DeviceView { device: name.to_string(), sensors: sensors.as_ref().map(|s| s.iter().copied().collect()) })
+            .map(|(name, sensors)| DeviceView {
+                device: name.to_string(),
+                sensors: sensors.as_ref().map(|s| s.iter().copied().collect()),
+            })
             .collect();
         devices.sort_by(|a, b| a.device.cmp(&b.device));
-        SubscriptionView { kind: "subscription", all: self.all, devices }
+        SubscriptionView {
+            kind: "subscription",
+            all: self.all,
+            devices,
+        }
     }
 }
 
 #[derive(Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 enum ClientRequest {
-    Subscribe { device: String, sensors: Option<Vec<u8>> },
-    Unsubscribe { device: String },
+    Subscribe {
+        device: String,
+        sensors: Option<Vec<u8>>,
+    },
+    Unsubscribe {
+        device: String,
+    },
 }
 
 #[derive(Serialize)]
@@ -121,11 +144,18 @@ struct ErrorView<'a> {
 }
 
 fn json<T: Serialize>(value: &T) -> Message {
-    Message::Text(Utf8Bytes::from(serde_json::to_string(value).unwrap_or_default()))
+    Message::Text(Utf8Bytes::from(
+        serde_json::to_string(value).unwrap_or_default(),
+    ))
 }
 
 /// Serve one live client until it leaves, dies, or the hub shuts down.
-pub async fn serve(mut socket: WebSocket, fanout: LiveFanout, mut shutdown: watch::Receiver<bool>, ping_interval: Duration) {
+pub async fn serve(
+    mut socket: WebSocket,
+    fanout: LiveFanout,
+    mut shutdown: watch::Receiver<bool>,
+    ping_interval: Duration,
+) {
     let mut events = fanout.subscribe();
     let mut subscription = Subscription::everything();
     let mut ping = tokio::time::interval(ping_interval);
@@ -180,7 +210,12 @@ pub async fn serve(mut socket: WebSocket, fanout: LiveFanout, mut shutdown: watc
         }
     };
     let (code, reason) = close;
-    let _ = socket.send(Message::Close(Some(CloseFrame { code, reason: Utf8Bytes::from_static(reason) }))).await;
+    let _ = socket
+        .send(Message::Close(Some(CloseFrame {
+            code,
+            reason: Utf8Bytes::from_static(reason),
+        })))
+        .await;
 }
 
 #[cfg(test)]
@@ -188,7 +223,11 @@ mod tests {
     use super::*;
 
     fn event(device: &str, sensor: Option<u8>) -> LiveEvent {
-        LiveEvent { device: device.into(), sensor, json: Utf8Bytes::from_static("{}") }
+        LiveEvent {
+            device: device.into(),
+            sensor,
+            json: Utf8Bytes::from_static("{}"),
+        }
     }
 
     fn request(json: &str) -> ClientRequest {
@@ -205,7 +244,8 @@ mod tests {
     #[test]
     fn subscribing_to_one_device_hides_every_other_device() {
         let mut sub = Subscription::everything();
-        sub.apply(request(r#"{"type":"subscribe","device":"a"}"#)).unwrap();
+        sub.apply(request(r#"{"type":"subscribe","device":"a"}"#))
+            .unwrap();
         assert!(sub.wants(&event("a", Some(3))));
         assert!(sub.wants(&event("a", None)));
         assert!(!sub.wants(&event("b", Some(3))));
@@ -215,7 +255,10 @@ mod tests {
     #[test]
     fn sensor_subscription_still_delivers_device_status() {
         let mut sub = Subscription::everything();
-        sub.apply(request(r#"{"type":"subscribe","device":"a","sensors":[2]}"#)).unwrap();
+        sub.apply(request(
+            r#"{"type":"subscribe","device":"a","sensors":[2]}"#,
+        ))
+        .unwrap();
         assert!(sub.wants(&event("a", Some(2))));
         assert!(!sub.wants(&event("a", Some(1))));
         assert!(sub.wants(&event("a", None)));
@@ -224,10 +267,12 @@ mod tests {
     #[test]
     fn unsubscribe_star_stops_every_reading() {
         let mut sub = Subscription::everything();
-        sub.apply(request(r#"{"type":"unsubscribe","device":"*"}"#)).unwrap();
+        sub.apply(request(r#"{"type":"unsubscribe","device":"*"}"#))
+            .unwrap();
         assert!(!sub.wants(&event("a", Some(2))));
         assert!(sub.wants(&event("a", None)));
-        sub.apply(request(r#"{"type":"subscribe","device":"*"}"#)).unwrap();
+        sub.apply(request(r#"{"type":"subscribe","device":"*"}"#))
+            .unwrap();
         assert!(sub.wants(&event("a", Some(2))));
     }
 

@@ -20,14 +20,24 @@ pub struct Readings<'a> {
 }
 
 impl<'a> Readings<'a> {
-    pub fn new(device: &'a str, sensor: u8, seq: u32, time_source: TimeSource, points: &[Point]) -> Self {
+    pub fn new(
+        device: &'a str,
+        sensor: u8,
+        seq: u32,
+        time_source: TimeSource,
+        points: &[Point],
+    ) -> Self {
         Self {
             kind: "readings",
             device,
             sensor,
             seq,
             time_source: time_source.as_str(),
-            points: points.iter().filter(|p| p.sensor == sensor).map(|p| (p.ts_ms, p.value)).collect(),
+            points: points
+                .iter()
+                .filter(|p| p.sensor == sensor)
+                .map(|p| (p.ts_ms, p.value))
+                .collect(),
         }
     }
 }
