@@ -49,7 +49,10 @@ fn decode<'a, M: Deserialize<'a>>(frame: &'a [u8], max: usize, tags: u8) -> Resu
         return Err(DecodeError::UnknownMessage { tag });
     }
     if frame.len() > max {
-        return Err(DecodeError::TooLarge { size: frame.len(), max });
+        return Err(DecodeError::TooLarge {
+            size: frame.len(),
+            max,
+        });
     }
     let (msg, rest) = postcard::take_from_bytes(frame).map_err(map_postcard)?;
     if !rest.is_empty() {

@@ -16,7 +16,9 @@ pub enum DecodeError {
     UnknownMessage { tag: u8 },
     #[error("a string is not valid UTF-8")]
     InvalidUtf8,
-    #[error("a value out of its range: an unknown enum variant, or a list or string over its limit")]
+    #[error(
+        "a value out of its range: an unknown enum variant, or a list or string over its limit"
+    )]
     InvalidValue,
     #[error("malformed frame")]
     Malformed,

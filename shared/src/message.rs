@@ -164,7 +164,12 @@ pub struct DeviceConfig {
 
 impl Default for DeviceConfig {
     fn default() -> Self {
-        Self { sample_interval_ms: 1000, batch_max_readings: 32, batch_max_age_ms: 1000, heartbeat_ms: 10_000 }
+        Self {
+            sample_interval_ms: 1000,
+            batch_max_readings: 32,
+            batch_max_age_ms: 1000,
+            heartbeat_ms: 10_000,
+        }
     }
 }
 

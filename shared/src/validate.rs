@@ -64,7 +64,10 @@ pub fn validate_batch(
             return Err(RejectReason::NonFiniteValue { index });
         }
         if !sensors.contains(r.sensor) {
-            return Err(RejectReason::UndeclaredSensor { index, sensor: r.sensor });
+            return Err(RejectReason::UndeclaredSensor {
+                index,
+                sensor: r.sensor,
+            });
         }
         if r.offset_ms > MAX_BATCH_SPAN_MS {
             return Err(RejectReason::SpanTooLong { index });
@@ -97,6 +100,8 @@ pub fn check_seq(stored: Option<u32>, seq: u32) -> Result<SeqVerdict, RejectReas
     if seq <= last {
         Ok(SeqVerdict::Duplicate)
     } else {
-        Ok(SeqVerdict::New { gap: seq - last - 1 })
+        Ok(SeqVerdict::New {
+            gap: seq - last - 1,
+        })
     }
 }
