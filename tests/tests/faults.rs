@@ -371,8 +371,9 @@ async fn a_locked_database_pauses_acks_and_everything_arrives_after() -> anyhow:
         conn.execute_batch("COMMIT")
     });
     tokio::time::sleep(Duration::from_millis(2_500)).await;
-    let health: serde_json::Value =
-        serde_json::from_str(&http_get(hub.addr, "/api/health").await?)?;
+    let health = tests::browser::http_get(hub.addr, "/api/health", &[])
+        .await?
+        .json()?;
     locker.join().expect("locker thread")?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let reports = stop_devices(stop, tasks).await?;
@@ -387,20 +388,4 @@ async fn a_locked_database_pauses_acks_and_everything_arrives_after() -> anyhow:
     assert_eq!((generated, dropped), (stored, 0));
     store.close().await?;
     Ok(())
-}
-
-/// A bare HTTP/1.1 GET on loopback; returns the body.
-async fn http_get(addr: std::net::SocketAddr, path: &str) -> anyhow::Result<String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await?;
-    s.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
-    )
-    .await?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).await?;
-    Ok(out
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default())
 }

@@ -61,7 +61,20 @@ async fn twenty_devices_every_reading_stored_exactly_once_and_seen_live() -> any
         reports.push(task.await?);
     }
     let seen_live = live_task.await?;
+    let metrics = tests::browser::http_get(hub.addr, "/metrics", &[])
+        .await?
+        .text();
     hub.stop().await?;
+    let stored_metric: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("hub_readings_stored_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("/metrics has hub_readings_stored_total");
+    assert_eq!(
+        stored_metric,
+        reports.iter().map(|r| r.generated).sum::<u64>(),
+        "/metrics disagrees with what was stored"
+    );
 
     let store = open_store(&db)?;
     let devices = store.list_devices().await?;

@@ -395,7 +395,14 @@ impl Session {
             }
         };
         self.accepted_seq = seq;
-        pending.push_back(Box::pin(ticket.map(move |result| (seq, result))));
+        let (metrics, readings) = (app.metrics.clone(), batch.readings.len() as u64);
+        pending.push_back(Box::pin(ticket.map(move |result| {
+            if let Ok(Committed::Stored { .. }) = result {
+                Metrics::inc(&metrics.batches_stored_total, 1);
+                Metrics::inc(&metrics.readings_stored_total, readings);
+            }
+            (seq, result)
+        })));
         Ok(None)
     }
 
