@@ -12,11 +12,13 @@
 //! - [`dashboard`]: the browser app, embedded, served at `/`.
 //! - [`metrics`]: counters for `/metrics`.
 //! - [`admin`]: the CLI's device management and export.
+//! - [`board_image`]: the per-device config image a bare-metal board reads from flash.
 //! - [`demo`]: the hub plus simulated devices in one process.
 
 pub mod admin;
 pub mod api;
 pub mod auth;
+pub mod board_image;
 pub mod config;
 pub mod dashboard;
 pub mod demo;

@@ -66,11 +66,44 @@ enum Command {
 #[derive(Subcommand)]
 enum DeviceCommand {
     /// Register a device and print its token (shown once; only its hash is stored).
-    Add { name: String },
+    Add {
+        name: String,
+        #[command(flatten)]
+        board: BoardConfigArgs,
+    },
     /// List devices.
     List,
     /// Revoke a device's token: a running hub closes its connection and refuses it from now on.
     Revoke { name: String },
+}
+
+/// With `--board-config FILE.bin`: also write the board's config image (Wi-Fi, hub URL, this
+/// token), to flash with `espflash write-bin --chip esp32c3 0x3f0000 FILE.bin`.
+#[derive(Args)]
+struct BoardConfigArgs {
+    /// Write the board's config image to this file.
+    #[arg(long, requires_all = ["wifi_ssid", "hub_url"])]
+    board_config: Option<PathBuf>,
+    /// Wi-Fi network the board joins.
+    #[arg(long)]
+    wifi_ssid: Option<String>,
+    /// Its WPA2 passphrase (omit for an open network).
+    #[arg(
+        long,
+        env = "HUB_WIFI_PASSWORD",
+        default_value = "",
+        hide_env_values = true
+    )]
+    wifi_password: String,
+    /// The hub's device endpoint as the board reaches it, e.g. ws://192.168.1.10:8080/ws/device.
+    #[arg(long)]
+    hub_url: Option<String>,
+    /// CA certificate (PEM or DER) the board trusts for a wss:// hub URL.
+    #[arg(long)]
+    ca: Option<PathBuf>,
+    /// Milliseconds between samples until the hub says otherwise.
+    #[arg(long, default_value_t = 1000)]
+    sample_ms: u32,
 }
 
 #[derive(Args)]
@@ -133,11 +166,49 @@ fn main() -> anyhow::Result<()> {
             runtime.block_on(hub::demo::run(config, devices, sample_ms))
         }
         Command::Device { command, db } => match command {
-            DeviceCommand::Add { name } => {
+            DeviceCommand::Add { name, board } => {
+                let ca = board
+                    .ca
+                    .as_ref()
+                    .map(|p| {
+                        std::fs::read(p).with_context(|| format!("reading --ca {}", p.display()))
+                    })
+                    .transpose()?;
+                let image = |token: &str| -> anyhow::Result<Vec<u8>> {
+                    let (Some(ssid), Some(url)) =
+                        (board.wifi_ssid.as_deref(), board.hub_url.as_deref())
+                    else {
+                        anyhow::bail!("--board-config needs --wifi-ssid and --hub-url")
+                    };
+                    hub::board_image::build(&hub::board_image::BoardImageArgs {
+                        wifi_ssid: ssid,
+                        wifi_password: &board.wifi_password,
+                        hub_url: url,
+                        token,
+                        ca: ca.as_deref(),
+                        sample_interval_ms: board.sample_ms,
+                    })
+                };
+                // Check the board's inputs before registering, so a typo leaves no device behind.
+                if board.board_config.is_some() {
+                    image("0")?;
+                }
                 let token = runtime.block_on(hub::admin::add_device(&db, &name))?;
                 println!(
                     "device {name} added. Its token (shown once, store it on the device):\n{token}"
                 );
+                if let Some(path) = &board.board_config {
+                    let bytes = image(&token)?;
+                    std::fs::write(path, &bytes)
+                        .with_context(|| format!("writing {}", path.display()))?;
+                    println!(
+                        "board config image ({} bytes) written to {}; flash it with:\n  espflash write-bin --chip esp32c3 {:#x} {}",
+                        bytes.len(),
+                        path.display(),
+                        hub::board_image::DEVCFG_OFFSET,
+                        path.display()
+                    );
+                }
                 Ok(())
             }
             DeviceCommand::List => {

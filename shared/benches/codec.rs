@@ -1,1 +1,124 @@
-fn main() {}
+//! Codec bench: encode, decode and validate one 32-reading batch, and the storage payload of
+//! the same readings, beside a plain postcard round trip of the same data as the baseline.
+//!
+//! `cargo bench -p shared --bench codec` prints ns per batch; readings/s is 32 / that. The
+//! baseline (`postcard_plain`) round-trips a plain struct of the same values with no message
+//! framing, no bounds and no validation, so the ratio shows what our checks cost.
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use serde::{Deserialize, Serialize};
+use shared::payload::{self, Point};
+use shared::*;
+use std::hint::black_box;
+
+const NOW: u64 = 1_764_000_000_000;
+
+fn batch() -> DeviceMsg {
+    let readings = (0..32u32)
+        .map(|i| Reading {
+            sensor: (i % 4) as u8,
+            offset_ms: (i / 4) * 1000,
+            value: 20.0 + (i as f32) * 0.01,
+        })
+        .collect();
+    DeviceMsg::Batch(Batch {
+        seq: 7,
+        clock: Clock::Hub {
+            base_ms: NOW - 10_000,
+        },
+        dropped: 0,
+        readings,
+    })
+}
+
+fn sensors() -> SensorSet {
+    let mut set = SensorSet::default();
+    (0..4).for_each(|id| {
+        set.insert(id);
+    });
+    set
+}
+
+#[derive(Serialize, Deserialize)]
+struct PlainBatch {
+    seq: u32,
+    base_ms: u64,
+    readings: Vec<(u8, u32, f32)>,
+}
+
+fn benches(c: &mut Criterion) {
+    let msg = batch();
+    let bytes = codec::to_vec(&msg).expect("encodes");
+    let set = sensors();
+    let DeviceMsg::Batch(b) = &msg else {
+        unreachable!()
+    };
+    let plain = PlainBatch {
+        seq: 7,
+        base_ms: NOW,
+        readings: b
+            .readings
+            .iter()
+            .map(|r| (r.sensor, r.offset_ms, r.value))
+            .collect(),
+    };
+    let points: Vec<Point> = b
+        .readings
+        .iter()
+        .map(|r| Point {
+            sensor: r.sensor,
+            ts_ms: (NOW + u64::from(r.offset_ms)) as i64,
+            value: r.value,
+        })
+        .collect();
+    let mut stored = Vec::new();
+    payload::encode(&points, &mut stored);
+    println!(
+        "wire: {} bytes per 32-reading batch ({:.2} bytes per reading); storage payload: {} bytes ({:.2} per reading)",
+        bytes.len(),
+        bytes.len() as f64 / 32.0,
+        stored.len(),
+        stored.len() as f64 / 32.0
+    );
+
+    let mut g = c.benchmark_group("batch_of_32");
+    g.throughput(Throughput::Elements(32));
+    g.bench_function("encode", |bench| {
+        let mut buf = [0u8; limits::MAX_DEVICE_FRAME_BYTES];
+        bench.iter(|| encode(black_box(&msg), &mut buf).map(|b| b.len()))
+    });
+    g.bench_function("decode", |bench| {
+        bench.iter(|| decode_device(black_box(&bytes)))
+    });
+    g.bench_function("decode_and_validate", |bench| {
+        bench.iter(|| match decode_device(black_box(&bytes)) {
+            Ok(DeviceMsg::Batch(b)) => validate_batch(&b, &set, NOW - 10_000, NOW).is_ok(),
+            _ => false,
+        })
+    });
+    g.bench_function("postcard_plain_round_trip", |bench| {
+        bench.iter(|| {
+            let v = postcard::to_allocvec(black_box(&plain)).expect("encodes");
+            postcard::from_bytes::<PlainBatch>(&v).map(|p| p.readings.len())
+        })
+    });
+    g.bench_function("payload_encode", |bench| {
+        let mut out = Vec::with_capacity(256);
+        bench.iter(|| {
+            out.clear();
+            payload::encode(black_box(&points), &mut out);
+            out.len()
+        })
+    });
+    g.bench_function("payload_decode", |bench| {
+        let mut out = Vec::with_capacity(64);
+        bench.iter(|| {
+            out.clear();
+            payload::decode(black_box(&stored), &mut out).map(|_| out.len())
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(codec, benches);
+criterion_main!(codec);

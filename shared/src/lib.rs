@@ -11,6 +11,7 @@
 //! - [`payload`]: the compressed storage payload of one batch (shared or delta-of-delta
 //!   timestamps; decimal deltas or XOR'd floats per series), used by the hub's store.
 //! - [`error`]: the errors of all of the above.
+//! - [`board_config`]: the per-device config image a board reads from flash (postcard + CRC).
 //!
 //! The byte layout, with golden vectors, is in `docs/protocol.md`.
 #![cfg_attr(not(feature = "std"), no_std)]
@@ -19,6 +20,7 @@
 #[cfg(feature = "alloc")]
 extern crate alloc;
 
+pub mod board_config;
 pub mod codec;
 pub mod error;
 pub mod limits;

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Builds the board images for ESP32-C3 and ESP32-C6 with Debian's rustc-web (see README.md and
+# ../../../shared/ESP32.md), prints each image's flash size and static RAM, and runs the host
+# tests of the board's WebSocket link (link/).
+#
+#   firmware/esp32/build.sh            # both chips
+#   firmware/esp32/build.sh esp32c3    # one chip
+#
+# Installs what it needs when missing (Debian packages; as root or with sudo): rustc-web,
+# cargo-web, rust-web-src, lld-22 (the build) and llvm-22 (llvm-size). Artifacts go to
+# firmware/esp32/target (or $BOARD_TARGET_DIR). A cold build of both takes about 15 minutes on
+# 2 busy cores (crates are fetched from crates.io the first time); a warm one under a minute.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+repo="$(cd "$here/../.." && pwd)"
+chips=("${@:-esp32c3}")
+[ $# -gt 0 ] || chips=(esp32c3 esp32c6)
+
+need=()
+[ -x /usr/bin/rustc ] && /usr/bin/rustc --version 2>/dev/null | grep -q '^rustc 1\.9[6-9]' || need+=(rustc-web)
+[ -x /usr/bin/cargo ] || need+=(cargo-web)
+[ -d /usr/lib/rustlib/src/rust/library ] || need+=(rust-web-src)
+[ -x /usr/bin/ld.lld-22 ] || need+=(lld-22)
+command -v llvm-size-22 >/dev/null 2>&1 || need+=(llvm-22)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "== installing ${need[*]}"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+target_dir="${BOARD_TARGET_DIR:-$here/target}"
+report=()
+for chip in "${chips[@]}"; do
+  case "$chip" in
+    esp32c3) triple=riscv32imc-unknown-none-elf ;;
+    esp32c6) triple=riscv32imac-unknown-none-elf ;;
+    *) echo "unknown chip $chip (esp32c3 or esp32c6)" >&2; exit 2 ;;
+  esac
+  echo "== building the $chip image ($triple)"
+  start=$(date +%s)
+  # Debian's toolchain first in PATH; cwd is the board project so its .cargo/config.toml applies.
+  (cd "$here" && PATH=/usr/bin:$PATH RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR="$target_dir" \
+    /usr/bin/cargo build --locked --release --no-default-features --features "$chip" --target "$triple")
+  elf="$target_dir/$triple/release/telemetry-board"
+  # Flash: everything loaded from flash (code, read-only data, the RAM images' initial copies).
+  # Static RAM: what is placed in SRAM before main runs (IRAM code, data, bss including the
+  # Wi-Fi heap); the stack takes what is left.
+  read -r flash ram heap < <(llvm-size-22 -A "$elf" | awk '
+    /^\.(text|rodata|rodata\.wifi|rwtext|rwtext\.wifi|trap|data|data\.wifi|flash\.appdesc) / { flash += $2 }
+    /^\.(rwtext|rwtext\.wifi|trap|data|data\.wifi|bss|noinit) / { ram += $2 }
+    /^\.stack / { stack = $2 }
+    END { print flash, ram, stack }')
+  report+=("$(printf '%-8s flash %7d B (%4.1f%% of 4 MiB)   static RAM %7d B   stack+free %7d B   built in %ds' \
+    "$chip" "$flash" "$(echo "$flash" | awk '{print $1 * 100 / 4194304}')" "$ram" "$heap" "$(( $(date +%s) - start ))")")
+  llvm-size-22 -A "$elf" | grep -E '^\.(text|rodata|rwtext|trap|data|bss|stack)' | sed 's/^/    /'
+done
+
+echo "== host tests of the board's WebSocket link (firmware/esp32/link)"
+(cd "$repo" && CARGO_TARGET_DIR="$target_dir/host" cargo test --locked --manifest-path firmware/esp32/link/Cargo.toml)
+
+echo "== board images"
+printf '%s\n' "${report[@]}"
