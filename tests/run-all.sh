@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Runs every test of the project, as README.md says: formatting, lints, the whole workspace's
-# tests (unit, property, end-to-end, browser), the no_std build of the protocol crate and the
-# device core for the ESP32-C3's RISC-V target, and the board images for ESP32-C3 and C6
-# (firmware/esp32/build.sh, which prints their sizes).
+# tests (unit, property, end-to-end, browser), and the board images for ESP32-C3 and C6
+# (firmware/esp32/build.sh, which prints their sizes), which build the protocol crate and the
+# device core without std for the RISC-V targets.
 #
 # It installs what it needs when missing (Debian packages; run as root or with sudo):
 #   chromium                            browser tests (driven over the DevTools protocol)
-#   rustc-web, cargo-web, rust-web-src,  the RISC-V no_std build (see ../shared/ESP32.md:
-#   lld-22                               rustup's toolchains cannot build `core` for it here)
+#   rustc-web, cargo-web, rust-web-src,  the RISC-V board builds (see firmware/esp32/README.md:
+#   lld-22, llvm-22                      rustup's toolchains cannot build `core` for it here)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,6 +19,7 @@ command -v chromium >/dev/null 2>&1 || need+=(chromium)
 [ -x /usr/bin/cargo ] || need+=(cargo-web)
 [ -d /usr/lib/rustlib/src/rust/library ] || need+=(rust-web-src)
 [ -x /usr/bin/ld.lld-22 ] || need+=(lld-22)
+command -v llvm-size-22 >/dev/null 2>&1 || need+=(llvm-22)
 if [ ${#need[@]} -gt 0 ]; then
   say "installing ${need[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
@@ -33,15 +34,15 @@ say "lints"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 say "tests"
-cargo test --workspace --locked
+mkdir -p target
+cargo test --workspace --locked 2>&1 | tee target/test-output.log
 
-say "no_std build of shared + firmware core for riscv32imc-unknown-none-elf (Debian rustc-web)"
-# Debian's toolchain first in PATH, separate target dir: the two compilers never share artifacts.
-PATH=/usr/bin:$PATH RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR=target/riscv \
-  /usr/bin/cargo build --locked --release -p shared -p firmware --no-default-features \
-  --target riscv32imc-unknown-none-elf -Zbuild-std=core,alloc
-
+# The board images below build `shared` and the device core (`firmware`, no default features:
+# no std) for riscv32imc-unknown-none-elf (ESP32-C3) and riscv32imac (C6): that is the no_std
+# check of both crates, with the same Debian toolchain.
 say "board images (ESP32-C3, ESP32-C6) and the board link's host tests"
 firmware/esp32/build.sh
 
 say "all tests passed"
+# One closing line with the totals of every cargo test binary above.
+awk '/^test result:/ { p += $4; f += $6; i += $8 } END { printf "tests: %d passed, %d failed, %d skipped\n", p, f, i }' target/test-output.log
