@@ -4,27 +4,19 @@
 # (firmware/esp32/build.sh, which prints their sizes), which build the protocol crate and the
 # device core without std for the RISC-V targets.
 #
-# It installs what it needs when missing (Debian packages; run as root or with sudo):
-#   chromium                            browser tests (driven over the DevTools protocol)
-#   rustc-web, cargo-web, rust-web-src,  the RISC-V board builds (see firmware/esp32/README.md:
-#   lld-22, llvm-22                      rustup's toolchains cannot build `core` for it here)
+# It installs what it needs when missing (Debian packages; run as root or with sudo): chromium
+# for the browser tests (driven over the DevTools protocol); firmware/esp32/build.sh installs
+# Debian's rustc-web toolchain for the board builds (rustup's cannot build `core` for them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 say() { printf '\n== %s\n' "$*"; }
 
-need=()
-command -v chromium >/dev/null 2>&1 || need+=(chromium)
-[ -x /usr/bin/rustc ] && /usr/bin/rustc --version 2>/dev/null | grep -q '^rustc 1\.9[6-9]' || need+=(rustc-web)
-[ -x /usr/bin/cargo ] || need+=(cargo-web)
-[ -d /usr/lib/rustlib/src/rust/library ] || need+=(rust-web-src)
-[ -x /usr/bin/ld.lld-22 ] || need+=(lld-22)
-command -v llvm-size-22 >/dev/null 2>&1 || need+=(llvm-22)
-if [ ${#need[@]} -gt 0 ]; then
-  say "installing ${need[*]}"
+if ! command -v chromium >/dev/null 2>&1; then
+  say "installing chromium"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
 fi
 
 say "format"
