@@ -327,8 +327,12 @@ async fn a_dashboard_that_stops_reading_is_told_what_it_missed_and_slows_no_devi
     let mut config = TestHub::config(&db);
     config.live_buffer = 64;
     let hub = TestHub::start(config).await?;
-    // Connects, then never reads.
-    let (mut stalled, _) = tokio_tungstenite::connect_async(hub.live_url()).await?;
+    // Connects with a tiny receive buffer, then never reads: the hub's writes to it block
+    // within a few events instead of filling megabytes of loopback buffers first.
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.set_recv_buffer_size(4096)?;
+    let stream = socket.connect(hub.addr).await?;
+    let (mut stalled, _) = tokio_tungstenite::client_async(hub.live_url(), stream).await?;
     let (stop, tasks) = start_devices(&hub.device_url(), &names, &tokens).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let reports = stop_devices(stop, tasks).await?;

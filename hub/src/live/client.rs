@@ -149,6 +149,14 @@ fn json<T: Serialize>(value: &T) -> Message {
     ))
 }
 
+/// Send one message, or give up on a client that has not taken it within `within`.
+async fn send(socket: &mut WebSocket, message: Message, within: Duration) -> Result<(), ()> {
+    match tokio::time::timeout(within, socket.send(message)).await {
+        Ok(Ok(())) => Ok(()),
+        _ => Err(()),
+    }
+}
+
 /// Serve one live client until it leaves, dies, or the hub shuts down.
 pub async fn serve(
     mut socket: WebSocket,
@@ -161,17 +169,20 @@ pub async fn serve(
     let mut ping = tokio::time::interval(ping_interval);
     ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut last_heard = Instant::now();
+    // A browser whose TCP window stays full blocks our writes; after this long the client
+    // is dropped rather than kept blocked (it could not see pings or shutdown otherwise).
+    let stuck_after = ping_interval * 3;
 
     let close = loop {
         tokio::select! {
             event = events.recv() => match event {
                 Ok(event) => {
-                    if subscription.wants(&event) && socket.send(Message::Text(event.json.clone())).await.is_err() {
+                    if subscription.wants(&event) && send(&mut socket, Message::Text(event.json.clone()), stuck_after).await.is_err() {
                         return;
                     }
                 }
                 Err(broadcast::error::RecvError::Lagged(missed)) => {
-                    if socket.send(json(&Lagged { kind: "lagged", missed })).await.is_err() {
+                    if send(&mut socket, json(&Lagged { kind: "lagged", missed }), stuck_after).await.is_err() {
                         return;
                     }
                 }
@@ -189,7 +200,7 @@ pub async fn serve(
                                 Err(message) => json(&ErrorView { kind: "error", message: &message }),
                             }
                         };
-                        if socket.send(answer).await.is_err() {
+                        if send(&mut socket, answer, stuck_after).await.is_err() {
                             return;
                         }
                     }
@@ -202,7 +213,7 @@ pub async fn serve(
                 if last_heard.elapsed() > ping_interval * 3 {
                     break (1001, "no answer to pings");
                 }
-                if socket.send(Message::Ping(Default::default())).await.is_err() {
+                if send(&mut socket, Message::Ping(Default::default()), stuck_after).await.is_err() {
                     return;
                 }
             }
@@ -210,12 +221,12 @@ pub async fn serve(
         }
     };
     let (code, reason) = close;
-    let _ = socket
-        .send(Message::Close(Some(CloseFrame {
-            code,
-            reason: Utf8Bytes::from_static(reason),
-        })))
-        .await;
+    let close = Message::Close(Some(CloseFrame {
+        code,
+        reason: Utf8Bytes::from_static(reason),
+    }));
+    // Bounded well inside the hub's shutdown deadline.
+    let _ = send(&mut socket, close, stuck_after.min(Duration::from_secs(2))).await;
 }
 
 #[cfg(test)]
