@@ -257,3 +257,19 @@ pub fn batch(seq: u32, base_ms: u64, readings: &[(u8, u32, f32)]) -> DeviceMsg {
 pub fn now_ms() -> u64 {
     hub::time::unix_ms() as u64
 }
+
+/// Connect as a device with `token`, send Hello (`boot_id`, sensors `0..sensors`) and return
+/// the socket with the hub's Welcome.
+pub async fn greet(
+    url: &str,
+    token: &str,
+    boot_id: u32,
+    sensors: u8,
+) -> anyhow::Result<(Ws, shared::Welcome)> {
+    let mut ws = connect_device(url, Some(token), Some(shared::SUBPROTOCOL)).await?;
+    send(&mut ws, &hello(boot_id, sensors)).await?;
+    match recv(&mut ws, Duration::from_secs(5)).await? {
+        HubMsg::Welcome(welcome) => Ok((ws, welcome)),
+        other => bail!("expected Welcome, got {other:?}"),
+    }
+}

@@ -233,16 +233,7 @@ async fn sigterm_closes_every_socket_with_1001_flushes_and_exits_0() -> anyhow::
         ..ChildConfig::new(&db)
     })?;
     let wait = Duration::from_secs(5);
-    let mut ws = connect_device(
-        &hub.device_url(),
-        Some(&tokens[0]),
-        Some(shared::SUBPROTOCOL),
-    )
-    .await?;
-    send(&mut ws, &hello(1, 1)).await?;
-    let HubMsg::Welcome(_) = recv(&mut ws, wait).await? else {
-        panic!("no Welcome")
-    };
+    let (mut ws, _) = greet(&hub.device_url(), &tokens[0], 1, 1).await?;
     let (mut live, _) = tokio_tungstenite::connect_async(hub.live_url()).await?;
     // A batch waiting for its (2 s) commit when SIGTERM arrives is committed and acked.
     send(&mut ws, &batch(1, now_ms(), &[(0, 0, 1.0)])).await?;

@@ -158,16 +158,7 @@ async fn a_batch_already_stored_is_acked_again_not_stored_twice() -> anyhow::Res
     let wait = Duration::from_secs(5);
     let base = now_ms() - 1_000;
 
-    let mut ws = connect_device(
-        &hub.device_url(),
-        Some(&tokens[0]),
-        Some(shared::SUBPROTOCOL),
-    )
-    .await?;
-    send(&mut ws, &hello(7, 2)).await?;
-    let HubMsg::Welcome(welcome) = recv(&mut ws, wait).await? else {
-        panic!("no Welcome")
-    };
+    let (mut ws, welcome) = greet(&hub.device_url(), &tokens[0], 7, 2).await?;
     assert_eq!(welcome.stored_seq, None);
     send(&mut ws, &batch(1, base, &[(0, 0, 1.5), (1, 0, 2.5)])).await?;
     assert_eq!(recv(&mut ws, wait).await?, HubMsg::Ack { seq: 1 });
@@ -176,31 +167,13 @@ async fn a_batch_already_stored_is_acked_again_not_stored_twice() -> anyhow::Res
     drop(ws);
 
     // Reconnect in the same boot: the hub says what it has, and a resend is acked, not stored.
-    let mut ws = connect_device(
-        &hub.device_url(),
-        Some(&tokens[0]),
-        Some(shared::SUBPROTOCOL),
-    )
-    .await?;
-    send(&mut ws, &hello(7, 2)).await?;
-    let HubMsg::Welcome(welcome) = recv(&mut ws, wait).await? else {
-        panic!("no Welcome")
-    };
+    let (mut ws, welcome) = greet(&hub.device_url(), &tokens[0], 7, 2).await?;
     assert_eq!(welcome.stored_seq, Some(1));
     send(&mut ws, &batch(1, base, &[(0, 0, 1.5), (1, 0, 2.5)])).await?;
     assert_eq!(recv(&mut ws, wait).await?, HubMsg::Ack { seq: 1 });
     // A new boot starts its own sequence.
     drop(ws);
-    let mut ws = connect_device(
-        &hub.device_url(),
-        Some(&tokens[0]),
-        Some(shared::SUBPROTOCOL),
-    )
-    .await?;
-    send(&mut ws, &hello(8, 2)).await?;
-    let HubMsg::Welcome(welcome) = recv(&mut ws, wait).await? else {
-        panic!("no Welcome")
-    };
+    let (mut ws, welcome) = greet(&hub.device_url(), &tokens[0], 8, 2).await?;
     assert_eq!(welcome.stored_seq, None);
     send(&mut ws, &batch(1, base + 10, &[(0, 0, 3.5)])).await?;
     assert_eq!(recv(&mut ws, wait).await?, HubMsg::Ack { seq: 1 });

@@ -41,17 +41,9 @@ async fn scene() -> anyhow::Result<Scene> {
 
 impl Scene {
     async fn bad_client(&self) -> anyhow::Result<Ws> {
-        let mut ws = connect_device(
-            &self.hub.device_url(),
-            Some(&self.bad_token),
-            Some(shared::SUBPROTOCOL),
-        )
-        .await?;
-        send(&mut ws, &hello(1, 1)).await?;
-        let HubMsg::Welcome(_) = recv(&mut ws, WAIT).await? else {
-            anyhow::bail!("no Welcome")
-        };
-        Ok(ws)
+        Ok(greet(&self.hub.device_url(), &self.bad_token, 1, 1)
+            .await?
+            .0)
     }
 
     /// The good device was never disturbed: it stayed connected once, and all it made was acked.
