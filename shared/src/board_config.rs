@@ -171,6 +171,12 @@ pub enum HubUrlError {
 
 const CRC32: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
 
+/// CRC-32 (ISO-HDLC, as zlib/Ethernet) of `bytes`: the check of this image, also used by the
+/// device core's deep-sleep image.
+pub fn crc32(bytes: &[u8]) -> u32 {
+    CRC32.checksum(bytes)
+}
+
 impl BoardConfig {
     /// Check what postcard cannot: lengths that Wi-Fi or HTTP would refuse, a zero port, a
     /// path without its slash, a CA without `wss`.

@@ -173,6 +173,27 @@ impl Batcher {
         self.batch.readings.clear();
     }
 
+    /// The open batch and when it opened (uptime), to keep across a deep sleep.
+    pub fn open_batch(&self) -> Option<(u64, &Batch)> {
+        self.open.then_some((self.opened_at, &self.batch))
+    }
+
+    /// Continue from a deep sleep: the next seq to use and the batch that was open. A kept
+    /// batch with no readings is not reopened.
+    pub fn restore(&mut self, next_seq: u32, open: Option<(u64, Batch)>) {
+        self.next_seq = next_seq.max(1);
+        self.open = false;
+        self.batch.readings.clear();
+        if let Some((opened_at, batch)) = open.filter(|(_, b)| !b.readings.is_empty()) {
+            let (source, base_ms) = ClockSource::of(batch.clock);
+            self.source = source;
+            self.base_ms = base_ms;
+            self.opened_at = opened_at;
+            self.batch = batch;
+            self.open = true;
+        }
+    }
+
     /// Number the next batch past `seq` (the hub claims to have stored that far under this
     /// boot id). Call with no batch open.
     pub fn skip_past(&mut self, seq: u32) {

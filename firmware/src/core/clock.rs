@@ -117,6 +117,18 @@ impl ClockMap {
         self.hub_offset_ms
     }
 
+    /// The offsets learnt so far, `(hub, sntp)`, to keep across a deep sleep.
+    pub fn offsets(&self) -> (Option<i64>, Option<i64>) {
+        (self.hub_offset_ms, self.sntp_offset_ms)
+    }
+
+    /// Offsets kept across a deep sleep (see [`ClockMap::offsets`]). Valid only with the same
+    /// uptime timeline (same boot id), which the sleep image guarantees.
+    pub fn restore_offsets(&mut self, hub_offset_ms: Option<i64>, sntp_offset_ms: Option<i64>) {
+        self.hub_offset_ms = hub_offset_ms;
+        self.sntp_offset_ms = sntp_offset_ms;
+    }
+
     /// The round trip of the last hub sync.
     pub fn last_rtt_ms(&self) -> Option<u64> {
         self.last_rtt_ms

@@ -8,6 +8,8 @@
 //! - [`frame`]: encoding messages from borrowed parts (no copies of a batch).
 //! - [`outbox`]: encoded batches kept until acked, bounded, oldest dropped first and counted.
 //! - [`backoff`]: reconnect delays with jitter, from [`rng`].
+//! - [`sleep`]: for a device that deep-sleeps between samples, the core's state kept across
+//!   sleeps in a bounded image (RTC memory), and when a wake delivers.
 //! - [`session`]: the state machine that ties them together ([`DeviceCore`]), and
 //!   [`action`]: what goes in and out of it ([`Action`], [`SessionState`], [`CoreStats`]).
 //!
@@ -24,6 +26,7 @@ pub mod frame;
 pub mod outbox;
 pub mod rng;
 pub mod session;
+pub mod sleep;
 
 pub use action::{Action, CoreStats, DisconnectReason, ReadingError, SessionState};
 pub use backoff::{Backoff, BackoffConfig, Jitter};
@@ -33,3 +36,6 @@ pub use config::{ConfigError, CoreConfig};
 pub use outbox::{FrameTooLarge, Outbox};
 pub use rng::XorShift64;
 pub use session::{DEFAULT_OUTBOX_BYTES, DEFAULT_OUTBOX_FRAMES, DeviceCore};
+pub use sleep::{
+    DEFAULT_SLEEP_IMAGE_BYTES, KeptImage, SleepImageError, SleepPolicy, SleepSaveError, WakeReport,
+};

@@ -136,6 +136,27 @@ impl<const BYTES: usize, const FRAMES: usize> Outbox<BYTES, FRAMES> {
             .map(|e| &self.ring[e.start..e.end()])
     }
 
+    /// Every frame held, oldest first: `(seq, readings, bytes)`.
+    pub fn frames(&self) -> impl Iterator<Item = (u32, u16, &[u8])> + '_ {
+        self.entries
+            .iter()
+            .map(|e| (e.seq, e.readings, &self.ring[e.start..e.end()]))
+    }
+
+    /// Give up on the oldest frame, counting its readings as dropped (a deep-sleep image that
+    /// would not fit its memory). Returns false when empty.
+    pub fn drop_oldest_frame(&mut self) -> bool {
+        let any = !self.entries.is_empty();
+        self.drop_oldest();
+        any
+    }
+
+    /// Continue the drop counts of a boot that went through a deep sleep.
+    pub fn restore_dropped(&mut self, readings: u32, frames: u32) {
+        self.dropped_readings = readings;
+        self.dropped_frames = frames;
+    }
+
     /// Count readings that were lost before reaching the outbox (a frame too large for it).
     pub fn record_lost(&mut self, readings: u16) {
         self.dropped_readings = self.dropped_readings.saturating_add(u32::from(readings));

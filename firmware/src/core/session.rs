@@ -33,6 +33,7 @@ use super::clock::ClockMap;
 use super::config::{ConfigError, CoreConfig, declared_rate, sanitize};
 use super::frame;
 use super::outbox::Outbox;
+use super::sleep::SleepTrack;
 
 /// Default outbox ring: 16 KiB, about 45 full 32-reading batches (a minute of 4 sensors at
 /// 1 Hz costs ~1.4 KiB). Sized for an ESP32-C3 that must keep Wi-Fi buffers too.
@@ -48,18 +49,18 @@ pub struct DeviceCore<
     const OUTBOX_BYTES: usize = DEFAULT_OUTBOX_BYTES,
     const OUTBOX_FRAMES: usize = DEFAULT_OUTBOX_FRAMES,
 > {
-    hello: Hello,
+    pub(super) hello: Hello,
     device: DeviceConfig,
     max_in_flight: usize,
     handshake_timeout_ms: u64,
     dead_after_heartbeats: u64,
     follow_hub_config: bool,
-    state: SessionState,
+    pub(super) state: SessionState,
     backoff: Backoff,
-    clock: ClockMap,
+    pub(super) clock: ClockMap,
     schedule: SampleSchedule,
-    batcher: Batcher,
-    outbox: Outbox<OUTBOX_BYTES, OUTBOX_FRAMES>,
+    pub(super) batcher: Batcher,
+    pub(super) outbox: Outbox<OUTBOX_BYTES, OUTBOX_FRAMES>,
     /// Hello, Heartbeat and closing batches are encoded here (one at a time).
     scratch: [u8; MAX_DEVICE_FRAME_BYTES],
     hello_pending: bool,
@@ -73,7 +74,9 @@ pub struct DeviceCore<
     pending_disconnect: Option<DisconnectReason>,
     sampling: bool,
     stopping: bool,
-    stats: CoreStats,
+    pub(super) stats: CoreStats,
+    /// Deep-sleep bookkeeping (see [`super::sleep`]); inert for an always-on device.
+    pub(super) sleep: SleepTrack,
 }
 
 impl<const OUTBOX_BYTES: usize, const OUTBOX_FRAMES: usize>
@@ -117,6 +120,7 @@ impl<const OUTBOX_BYTES: usize, const OUTBOX_FRAMES: usize>
             sampling: true,
             stopping: false,
             stats: CoreStats::default(),
+            sleep: SleepTrack::default(),
         })
     }
 
@@ -302,7 +306,9 @@ impl<const OUTBOX_BYTES: usize, const OUTBOX_FRAMES: usize>
         if let Some(reason) = self.pending_disconnect.take() {
             return Some(Action::Disconnect { reason });
         }
-        if matches!(self.state, SessionState::Waiting { reconnect_at } if now >= reconnect_at) {
+        if self.sleep.may_connect
+            && matches!(self.state, SessionState::Waiting { reconnect_at } if now >= reconnect_at)
+        {
             self.state = SessionState::Connecting { since: now };
             return Some(Action::Connect);
         }
@@ -366,7 +372,8 @@ impl<const OUTBOX_BYTES: usize, const OUTBOX_FRAMES: usize>
         let mut earliest: Option<u64> = None;
         let mut at = |t: u64| earliest = Some(earliest.map_or(t, |e| e.min(t)));
         match self.state {
-            SessionState::Waiting { reconnect_at } => at(reconnect_at),
+            SessionState::Waiting { reconnect_at } if self.sleep.may_connect => at(reconnect_at),
+            SessionState::Waiting { .. } => {}
             SessionState::Connecting { since } | SessionState::AwaitingWelcome { since } => {
                 at(since.saturating_add(self.handshake_timeout_ms));
             }
@@ -478,6 +485,7 @@ impl<const OUTBOX_BYTES: usize, const OUTBOX_FRAMES: usize>
         }
         self.apply_hub_config(now, w.config);
         self.backoff.reset();
+        self.sleep.unreported_reset = None;
         self.state = SessionState::Streaming;
         self.last_tx = now;
         bump(&mut self.stats.welcomes);
@@ -550,7 +558,7 @@ impl<const OUTBOX_BYTES: usize, const OUTBOX_FRAMES: usize>
     /// *including* frames dropped to make room for it, so the count reaches the hub even if
     /// this is the last batch: encode, reserve room, and encode again if reserving dropped
     /// anything (at most once per frame held, as each round drops one).
-    fn close_batch(&mut self) {
+    pub(super) fn close_batch(&mut self) {
         let Some(seq) = self.batcher.open_seq() else {
             return;
         };
