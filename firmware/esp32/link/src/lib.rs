@@ -9,12 +9,14 @@
 //!   `embedded_svc::ws::Sender`, and a reader that cuts received bytes into frames.
 //! - [`link`]: one connection's state machine: routes binary frames to the device core through
 //!   the workspace's `WsTransport` seam, answers pings, echoes closes.
+//! - [`sntp`]: the SNTP request and the checks on its answer, for the board's wall clock.
 #![no_std]
 #![forbid(unsafe_code)]
 
 pub mod frame;
 pub mod handshake;
 pub mod link;
+pub mod sntp;
 
 pub use frame::{FrameError, FrameReader, FrameSink};
 pub use handshake::HandshakeError;
