@@ -20,8 +20,13 @@
 //! backoff times the next attempt. Every buffer is a `static` sized here: reconnecting never
 //! allocates (esp-radio's own Wi-Fi buffers come from a heap sized once at boot).
 //!
+//! With the cargo feature `deep-sleep` the board is a sleepy device instead (`sleepy`): it
+//! wakes every `sample_interval_ms`, samples once, keeps the backlog in RTC memory and
+//! connects every few wakes to deliver it.
+//!
 //! Modules, in the order the boot uses them: [`reset`] (why we restarted, panic marker),
-//! [`config_flash`] (the config image), [`sensors`], [`net`] (Wi-Fi, DHCP, DNS, TCP + the link).
+//! [`config_flash`] (the config image), [`sensors`], [`net`] (Wi-Fi, DHCP, DNS, TCP + the link),
+//! and `sleepy` (deep-sleep mode).
 #![no_std]
 #![no_main]
 
@@ -29,12 +34,15 @@ mod config_flash;
 mod net;
 mod reset;
 mod sensors;
+#[cfg(feature = "deep-sleep")]
+mod sleepy;
 
 use embassy_executor::Spawner;
 use esp_hal::clock::CpuClock;
+use esp_hal::peripherals::TIMG1;
 use esp_hal::rng::Rng;
 use esp_hal::time::Duration as HalDuration;
-use esp_hal::timer::timg::{MwdtStage, MwdtStageAction, TimerGroup};
+use esp_hal::timer::timg::{MwdtStage, MwdtStageAction, TimerGroup, Wdt};
 use esp_println::println;
 use firmware::core::{Action, CoreConfig, DeviceCore};
 use shared::board_config::BoardConfig;
@@ -59,6 +67,7 @@ const WATCHDOG_S: u64 = 30;
 const WIFI_HEAP_BYTES: usize = 72 * 1024;
 
 static CONFIG: StaticCell<BoardConfig> = StaticCell::new();
+#[cfg(not(feature = "deep-sleep"))]
 static CORE: StaticCell<DeviceCore> = StaticCell::new();
 
 #[esp_rtos::main]
@@ -90,6 +99,7 @@ async fn main(spawner: Spawner) -> ! {
 
     let rng = Rng::new();
     let boot_id = rng.random();
+    #[cfg_attr(feature = "deep-sleep", allow(unused_mut))]
     let mut sensors = sensors::Sensors::new(
         peripherals.TSENS,
         peripherals.I2C0,
@@ -114,48 +124,80 @@ async fn main(spawner: Spawner) -> ! {
     core_cfg.device.sample_interval_ms = config.sample_interval_ms;
     core_cfg.max_in_flight = MAX_IN_FLIGHT;
     core_cfg.backoff.seed = u64::from(rng.random()) << 32 | u64::from(rng.random());
-    let now = net::uptime_ms();
-    let core: &'static mut DeviceCore = match DeviceCore::new(core_cfg, now) {
-        Ok(c) => CORE.init(c),
-        Err(e) => panic!("device core: {e}"),
-    };
-
     let mut wdt = TimerGroup::new(peripherals.TIMG1).wdt;
     wdt.set_timeout(MwdtStage::Stage0, HalDuration::from_secs(WATCHDOG_S));
     wdt.set_stage_action(MwdtStage::Stage0, MwdtStageAction::ResetSystem);
     wdt.enable();
 
-    let mut link = net::NetLink::start(spawner, peripherals.WIFI, config, &rng);
+    #[cfg(feature = "deep-sleep")]
+    {
+        // A sleepy device's schedule is its sleep interval, and a batch spans many wakes.
+        core_cfg.follow_hub_config = false;
+        core_cfg.device.batch_max_age_ms = shared::limits::MAX_BATCH_SPAN_MS;
+        sleepy::run(
+            spawner,
+            peripherals.WIFI,
+            peripherals.LPWR,
+            peripherals.RTC_TIMER,
+            config,
+            core_cfg,
+            sensors,
+            rng,
+            wdt,
+        )
+        .await
+    }
 
-    loop {
-        wdt.feed();
+    #[cfg(not(feature = "deep-sleep"))]
+    {
         let now = net::uptime_ms();
-        while let Some(action) = core.poll_action(now) {
-            match action {
-                Action::Connect => link.connect(core, &rng).await,
-                Action::Sample { sensor } => {
-                    if let Some(value) = sensors.read(sensor) {
-                        // A refused reading (non-finite) is counted by the core.
-                        let _ = core.handle_reading(now, sensor, value);
-                    }
-                }
-                Action::Disconnect { reason } => {
-                    println!("hub link: closing ({reason:?})");
-                    link.close(core, reason.close_code()).await;
+        let core: &'static mut DeviceCore = match DeviceCore::new(core_cfg, now) {
+            Ok(c) => CORE.init(c),
+            Err(e) => panic!("device core: {e}"),
+        };
+        let mut link = net::NetLink::start(spawner, peripherals.WIFI, config, &rng);
+        loop {
+            step(core, &mut link, &mut sensors, &rng, &mut wdt).await;
+        }
+    }
+}
+
+/// One turn of the event loop: run the core's actions (connect, sample, disconnect), send what
+/// it queued, then wait for its next timer, a frame from the hub, or at most a second.
+pub async fn step(
+    core: &mut DeviceCore,
+    link: &mut net::NetLink,
+    sensors: &mut sensors::Sensors,
+    rng: &Rng,
+    wdt: &mut Wdt<TIMG1<'static>>,
+) {
+    wdt.feed();
+    let now = net::uptime_ms();
+    while let Some(action) = core.poll_action(now) {
+        match action {
+            Action::Connect => link.connect(core, rng).await,
+            Action::Sample { sensor } => {
+                if let Some(value) = sensors.read(sensor) {
+                    // A refused reading (non-finite) is counted by the core.
+                    let _ = core.handle_reading(now, sensor, value);
                 }
             }
-            wdt.feed();
+            Action::Disconnect { reason } => {
+                println!("hub link: closing ({reason:?})");
+                link.close(core, reason.close_code()).await;
+            }
         }
-        link.send_pending(core).await;
-        if core.is_revoked() {
-            println!(
-                "hub: this device's token was REVOKED. Re-provision it (hub device add, new config image)."
-            );
-        }
-        // Wake for the core's next timer, a frame from the hub, or the watchdog, whichever first.
-        let deadline = core.poll_timeout().unwrap_or(now + 1000).min(now + 1000);
-        link.wait(core, deadline).await;
+        wdt.feed();
     }
+    link.send_pending(core).await;
+    if core.is_revoked() {
+        println!(
+            "hub: this device's token was REVOKED. Re-provision it (hub device add, new config image)."
+        );
+    }
+    // Wake for the core's next timer, a frame from the hub, or the watchdog, whichever first.
+    let deadline = core.poll_timeout().unwrap_or(now + 1000).min(now + 1000);
+    link.wait(core, deadline).await;
 }
 
 #[panic_handler]

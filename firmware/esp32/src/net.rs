@@ -11,6 +11,7 @@ use embassy_executor::Spawner;
 use embassy_futures::select::{Either, select};
 use embassy_net::dns::DnsQueryType;
 use embassy_net::tcp::TcpSocket;
+use embassy_net::udp::{PacketMetadata, UdpSocket};
 use embassy_net::{Runner, Stack, StackResources};
 use embassy_time::{Duration, Instant, Timer, with_timeout};
 use embedded_io_async::Write;
@@ -26,6 +27,7 @@ use shared::board_config::BoardConfig;
 use shared::limits::MAX_DEVICE_FRAME_BYTES;
 use static_cell::{ConstStaticCell, StaticCell};
 use telemetry_link::frame::MAX_HEADER_BYTES;
+use telemetry_link::sntp::{self, NTP_PORT, PACKET_BYTES as NTP_BYTES};
 use telemetry_link::{CloseCause, HandshakeError, Link, LinkEvent};
 
 /// The send queue: every batch in flight plus one more frame, all at the protocol's limit.
@@ -44,20 +46,50 @@ const TCP_TIMEOUT: Duration = Duration::from_secs(5);
 type BoardLink = Link<TX_QUEUE_BYTES, RX_BYTES>;
 
 static LINK: StaticCell<BoardLink> = StaticCell::new();
-static RESOURCES: StaticCell<StackResources<3>> = StaticCell::new();
+/// DHCP, DNS, the hub's TCP socket and the SNTP socket.
+static RESOURCES: StaticCell<StackResources<4>> = StaticCell::new();
+static NTP_RX_META: ConstStaticCell<[PacketMetadata; 1]> =
+    ConstStaticCell::new([PacketMetadata::EMPTY; 1]);
+static NTP_TX_META: ConstStaticCell<[PacketMetadata; 1]> =
+    ConstStaticCell::new([PacketMetadata::EMPTY; 1]);
+static NTP_RX: ConstStaticCell<[u8; 2 * NTP_BYTES]> = ConstStaticCell::new([0; 2 * NTP_BYTES]);
+static NTP_TX: ConstStaticCell<[u8; 2 * NTP_BYTES]> = ConstStaticCell::new([0; 2 * NTP_BYTES]);
+
+/// Where the board asks the time: the public NTP pool (DNS name), on each connect attempt until
+/// one answer is accepted, then every [`SNTP_REFRESH_MS`].
+pub const NTP_SERVER: &str = "pool.ntp.org";
+const SNTP_TIMEOUT: Duration = Duration::from_secs(2);
+const SNTP_REFRESH_MS: u64 = 6 * 60 * 60 * 1000;
 static SOCKET_RX: ConstStaticCell<[u8; SOCKET_RX_BYTES]> =
     ConstStaticCell::new([0; SOCKET_RX_BYTES]);
 static SOCKET_TX: ConstStaticCell<[u8; SOCKET_TX_BYTES]> =
     ConstStaticCell::new([0; SOCKET_TX_BYTES]);
 
+/// Added to this boot's clock: 0 for an always-on board; for a sleepy one, the RTC timer's
+/// reading at boot, so uptime continues through deep sleeps (see `sleepy`).
+static mut UPTIME_BASE_MS: u64 = 0;
+
+/// Milliseconds on the device core's timeline.
 pub fn uptime_ms() -> u64 {
-    Instant::now().as_millis()
+    // SAFETY: written once by `set_uptime_base` before any task runs, read-only afterwards.
+    let base = unsafe { core::ptr::read_volatile(&raw const UPTIME_BASE_MS) };
+    base.saturating_add(Instant::now().as_millis())
+}
+
+/// Continue the uptime of an earlier wake: call at boot, before any task is spawned.
+#[cfg(feature = "deep-sleep")]
+pub fn set_uptime_base(base_ms: u64) {
+    // SAFETY: single-threaded at boot (see `uptime_ms`).
+    unsafe { core::ptr::write_volatile(&raw mut UPTIME_BASE_MS, base_ms) };
 }
 
 pub struct NetLink {
     controller: WifiController<'static>,
     stack: Stack<'static>,
     socket: TcpSocket<'static>,
+    ntp: UdpSocket<'static>,
+    /// Uptime of the last accepted SNTP answer.
+    clock_set_at: Option<u64>,
     link: &'static mut BoardLink,
     config: &'static BoardConfig,
     connected: bool,
@@ -103,6 +135,13 @@ impl NetLink {
         spawner.spawn(net_task(runner).expect("net task spawned once"));
         let mut socket = TcpSocket::new(stack, SOCKET_RX.take(), SOCKET_TX.take());
         socket.set_timeout(Some(Duration::from_secs(60)));
+        let ntp = UdpSocket::new(
+            stack,
+            NTP_RX_META.take(),
+            NTP_RX.take(),
+            NTP_TX_META.take(),
+            NTP_TX.take(),
+        );
         let link = LINK.init(Link::new(
             u64::from(rng.random()) << 32 | u64::from(rng.random()),
         ));
@@ -110,6 +149,8 @@ impl NetLink {
             controller,
             stack,
             socket,
+            ntp,
+            clock_set_at: None,
             link,
             config,
             connected: false,
@@ -121,7 +162,7 @@ impl NetLink {
     pub async fn connect(&mut self, core: &mut DeviceCore, rng: &Rng) {
         self.socket.abort();
         self.connected = false;
-        match self.try_connect(rng).await {
+        match self.try_connect(core, rng).await {
             Ok(()) => self.connected = true,
             Err(step) => {
                 self.socket.abort();
@@ -138,7 +179,7 @@ impl NetLink {
         }
     }
 
-    async fn try_connect(&mut self, rng: &Rng) -> Result<(), &'static str> {
+    async fn try_connect(&mut self, core: &mut DeviceCore, rng: &Rng) -> Result<(), &'static str> {
         if !self.controller.is_connected() {
             println!("wifi: connecting to {:?}", self.config.wifi_ssid.as_str());
             match with_timeout(WIFI_TIMEOUT, self.controller.connect_async()).await {
@@ -160,6 +201,12 @@ impl NetLink {
         }
         if let Some(c) = self.stack.config_v4() {
             println!("net: address {}", c.address);
+        }
+        let due = self
+            .clock_set_at
+            .is_none_or(|t| uptime_ms() >= t.saturating_add(SNTP_REFRESH_MS));
+        if due {
+            self.sync_clock(core, rng).await;
         }
         let host = self.config.hub.host.as_str();
         let addr =
@@ -198,6 +245,55 @@ impl NetLink {
             shared::SUBPROTOCOL
         );
         Ok(())
+    }
+
+    /// Ask [`NTP_SERVER`] the time and give it to the core (readings then carry
+    /// `Clock::Sntp`). A failure only says so: the hub's clock (Welcome, Pong) still maps
+    /// uptime, and the next connect attempt asks again.
+    async fn sync_clock(&mut self, core: &mut DeviceCore, rng: &Rng) {
+        let server = match with_timeout(
+            SNTP_TIMEOUT,
+            self.stack.dns_query(NTP_SERVER, DnsQueryType::A),
+        )
+        .await
+        {
+            Ok(Ok(addrs)) if !addrs.is_empty() => addrs[0],
+            _ => {
+                println!("sntp: cannot resolve {NTP_SERVER:?}; clock unset, using the hub's");
+                return;
+            }
+        };
+        self.ntp.close();
+        if self.ntp.bind(0).is_err() {
+            println!("sntp: no UDP port");
+            return;
+        }
+        let cookie = u64::from(rng.random()) << 32 | u64::from(rng.random());
+        let sent_at = uptime_ms();
+        if self
+            .ntp
+            .send_to(&sntp::request(cookie), (server, NTP_PORT))
+            .await
+            .is_err()
+        {
+            println!("sntp: send failed; clock unset");
+            return;
+        }
+        let mut answer = [0u8; NTP_BYTES];
+        let got = with_timeout(SNTP_TIMEOUT, self.ntp.recv_from(&mut answer)).await;
+        let received_at = uptime_ms();
+        match got {
+            Ok(Ok((n, _))) => match sntp::parse(&answer[..n], cookie, sent_at, received_at) {
+                Ok(unix_ms) if core.handle_wall_clock(received_at, unix_ms) => {
+                    self.clock_set_at = Some(received_at);
+                    println!("sntp: clock set from {server} (Unix ms {unix_ms})");
+                }
+                Ok(unix_ms) => println!("sntp: implausible time {unix_ms} from {server}; ignored"),
+                Err(e) => println!("sntp: answer refused: {e:?}"),
+            },
+            _ => println!("sntp: no answer from {server} in 2 s; clock unset, using the hub's"),
+        }
+        self.ntp.close();
     }
 
     /// Queue the core's frames and write them.
