@@ -1,6 +1,6 @@
 // The hub's HTTP API (docs/api.md), as the dashboard uses it. Paths are relative to the page,
 // so a hub served under a path prefix works unchanged; requests carry the page's cookies
-// (same-origin), which is all a login session will need.
+// (same-origin): the session cookie. A 401 means the session ended: back to the login page.
 
 export class ApiError extends Error {
   constructor(status, message) {
@@ -16,6 +16,7 @@ async function getJson(path) {
   } catch (e) {
     throw new ApiError(0, 'hub unreachable');
   }
+  if (response.status === 401) toLogin();
   if (!response.ok) {
     let message = response.statusText;
     try {
@@ -26,6 +27,22 @@ async function getJson(path) {
     throw new ApiError(response.status, message);
   }
   return response.json();
+}
+
+/** Go to the login page, coming back here (view included) afterwards. */
+export function toLogin() {
+  const here = location.pathname + location.search + location.hash;
+  location.assign(`login?next=${encodeURIComponent(here)}`);
+}
+
+/** Whether the session still holds (a live socket refused at the upgrade looks like a network error). */
+export async function sessionValid() {
+  try {
+    const response = await fetch('api/health', { cache: 'no-store' });
+    return response.status !== 401;
+  } catch (_) {
+    return true;
+  }
 }
 
 const device = (name) => `api/devices/${encodeURIComponent(name)}`;

@@ -2,6 +2,8 @@
 // (readyState: CONNECTING, OPEN, CLOSING, CLOSED); reconnection with exponential backoff and
 // jitter; and the subscription, kept equal to what the page shows.
 
+import { sessionValid, toLogin } from './api.js';
+
 export const STATES = ['CONNECTING', 'OPEN', 'CLOSING', 'CLOSED'];
 
 /** Reconnect delays: the ceiling doubles from `initialMs` up to `maxMs`; each delay is drawn
@@ -91,6 +93,8 @@ export class LiveConnection {
     };
     ws.onclose = (e) => {
       if (ws !== this.ws) return;
+      // Refused before it opened: maybe the session ended (the upgrade got 401).
+      if (this.openedAt === null) sessionValid().then((ok) => ok || toLogin());
       this.lastClose = { code: e.code, reason: e.reason };
       if (this.openedAt !== null && Date.now() - this.openedAt >= HEALTHY_MS) this.attempt = 0;
       this.openedAt = null;

@@ -68,6 +68,55 @@ pub async fn revoke_device(db: &Path, name: &str) -> anyhow::Result<()> {
     Ok(revoked?)
 }
 
+/// Add a user with an argon2id hash of `password`.
+pub async fn add_user(db: &Path, name: &str, password: &str) -> anyhow::Result<()> {
+    auth::password::check_new(password)?;
+    let hash = auth::password::hash(password)?;
+    let store = open(db)?;
+    let added = store.add_user(name, &hash, unix_ms()).await;
+    store.close().await?;
+    added?;
+    Ok(())
+}
+
+/// Change a user's password; their sessions end.
+pub async fn set_password(db: &Path, name: &str, password: &str) -> anyhow::Result<()> {
+    auth::password::check_new(password)?;
+    let hash = auth::password::hash(password)?;
+    let store = open(db)?;
+    let changed = store.set_user_password(name, &hash).await;
+    store.close().await?;
+    Ok(changed?)
+}
+
+/// Remove a user; their sessions end.
+pub async fn remove_user(db: &Path, name: &str) -> anyhow::Result<()> {
+    let store = open(db)?;
+    let removed = store.remove_user(name).await;
+    store.close().await?;
+    Ok(removed?)
+}
+
+pub async fn list_users(db: &Path, out: &mut impl Write) -> anyhow::Result<()> {
+    let store = open(db)?;
+    let users = store.list_users(unix_ms()).await;
+    store.close().await?;
+    writeln!(out, "{:<24} {:<10} created", "name", "sessions")?;
+    for u in users? {
+        writeln!(
+            out,
+            "{:<24} {:<10} {}",
+            u.name,
+            u.sessions,
+            humantime::format_rfc3339_seconds(
+                std::time::UNIX_EPOCH
+                    + std::time::Duration::from_millis(u.created_at_ms.max(0) as u64)
+            )
+        )?;
+    }
+    Ok(())
+}
+
 /// Write readings as CSV to `out` (a file) or standard output.
 pub async fn export(
     db: &Path,

@@ -68,6 +68,7 @@ macro_rules! assets {
 /// Every dashboard file. A test checks that this list and the `dashboard/` folder agree.
 pub static ASSETS: &[Asset] = assets![
     "index.html",
+    "login.html",
     "style.css",
     "favicon.svg",
     "app.js",
@@ -81,12 +82,26 @@ pub static ASSETS: &[Asset] = assets![
 
 /// The dashboard's policy: everything from this origin, nothing inline, no framing. The live
 /// socket is same-origin, which `'self'` covers for `ws:`/`wss:` in CSP level 3.
-const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
 
+/// The dashboard: behind a login (the layer is added by the server).
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/", get(index))
         .route("/{file}", get(file))
+}
+
+/// What the login page loads: served to anyone.
+pub fn public_routes() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/style.css",
+            get(|h: HeaderMap| async move { serve(find("style.css"), &h) }),
+        )
+        .route(
+            "/favicon.svg",
+            get(|h: HeaderMap| async move { serve(find("favicon.svg"), &h) }),
+        )
 }
 
 /// The embedded file served at `/name`, if there is one.

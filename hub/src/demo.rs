@@ -1,6 +1,10 @@
 //! `hub demo`: the hub and N simulated devices in one process, so a new user sees live data
 //! the moment it starts. The devices are ordinary hub devices (`demo-01`, `demo-02`, ...) with
 //! tokens made fresh at every start, talking the real protocol over a real socket.
+//!
+//! The dashboard needs a login here as everywhere: the demo keeps a user `demo` (with a random
+//! password nobody is shown) and prints a one-time login link for it, so the first page opens
+//! with one click. More people: `hub user add NAME --db demo.db`.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -32,6 +36,22 @@ pub async fn run(mut config: Config, devices: u32, sample_ms: u32) -> anyhow::Re
             "hub demo: dashboard on http://{addr}/  ({devices} simulated devices; Ctrl-C to stop)"
         );
         let store = running.state.store.clone();
+        let logins = running.state.logins.clone();
+        let link_store = store.clone();
+        let scheme = if running.state.config.tls.is_some() { "https" } else { "http" };
+        let shown = if addr.ip().is_unspecified() {
+            SocketAddr::from(([127, 0, 0, 1], addr.port()))
+        } else {
+            addr
+        };
+        tokio::spawn(async move {
+            match demo_user(&link_store).await.and_then(|id| logins.one_time_link(id)) {
+                Ok(token) => println!(
+                    "hub demo: log in with this one-time link: {scheme}://{shown}/login/once?token={token}"
+                ),
+                Err(e) => tracing::error!(error = %e, "could not make a login link"),
+            }
+        });
         tokio::spawn(async move {
             match fleet(&store, addr, devices, sample_ms).await {
                 Ok(fleet) => {
@@ -45,6 +65,18 @@ pub async fn run(mut config: Config, devices: u32, sample_ms: u32) -> anyhow::Re
         });
     })
     .await
+}
+
+/// The id of the user `demo`, created with a random password on first use.
+async fn demo_user(store: &Store) -> anyhow::Result<i64> {
+    if let Some((id, _)) = store.user_password_hash("demo").await? {
+        return Ok(id);
+    }
+    let password = auth::generate_token()?;
+    let hash = auth::password::hash(&password)?;
+    Ok(store
+        .add_user("demo", &hash, crate::time::unix_ms())
+        .await?)
 }
 
 /// Register (or re-key) the demo devices and describe them for the simulator.

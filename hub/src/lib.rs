@@ -4,7 +4,8 @@
 //! Modules, in the order a reading flows through them:
 //! - [`config`]: every setting, with its default and why.
 //! - [`server`]: the listener, the router, shutdown.
-//! - [`auth`]: device tokens (random, stored as hashes).
+//! - [`listener`]: the accept loop: connection limits, TLS ([`tls`]), header timeouts.
+//! - [`auth`]: device tokens, users, sessions, the Origin check, login throttling.
 //! - [`device`]: `/ws/device`: the upgrade checks and one session per device.
 //! - [`store`]: SQLite: group commit, exactly-once cursor, roll-ups, history, CSV.
 //! - [`live`]: fan-out of live readings to `/ws/live` clients.
@@ -23,11 +24,13 @@ pub mod config;
 pub mod dashboard;
 pub mod demo;
 pub mod device;
+pub mod listener;
 pub mod live;
 pub mod metrics;
 pub mod server;
 pub mod store;
 pub mod time;
+pub mod tls;
 
 /// Run the hub on `config.listen` until SIGINT or SIGTERM.
 pub async fn serve(config: config::Config) -> anyhow::Result<()> {

@@ -39,6 +39,10 @@ counters! {
     batches_rejected_total: "Batches rejected as invalid.",
     frames_malformed_total: "Frames that did not decode or were not binary.",
     live_connections_total: "Live dashboard connections accepted.",
+    connections_refused_total: "TCP connections answered 503 for the total or per-address limit.",
+    logins_total: "Successful logins (password or one-time link).",
+    login_failures_total: "Failed logins (wrong name or password, or throttled).",
+    batches_rate_limited_total: "Batches rejected for exceeding the device's declared rate.",
 }
 
 impl Metrics {

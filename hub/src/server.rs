@@ -11,16 +11,22 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::from_fn_with_state;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc, watch};
 
+use crate::auth::web::Logins;
 use crate::config::Config;
 use crate::device::registry::ConnectedDevices;
+use crate::listener::{self, Connections, Limits};
 use crate::live::LiveFanout;
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreConfig};
-use crate::{api, dashboard, device, live};
+use crate::{api, auth, dashboard, device, live};
 
 /// How long shutdown waits for connections to close before it flushes the store anyway.
 const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(10);
@@ -37,7 +43,12 @@ pub struct AppState {
     pub live: LiveFanout,
     pub devices: Arc<ConnectedDevices>,
     pub metrics: Arc<Metrics>,
-    pub connections: Arc<Semaphore>,
+    /// Open TCP connections, in total and per source address (counted by the listener).
+    pub connections: Arc<Connections>,
+    /// Room for `/ws/live` clients (`max_live_clients`).
+    pub live_clients: Arc<Semaphore>,
+    /// Login throttle and one-time login links.
+    pub logins: Arc<Logins>,
     pub shutdown: watch::Receiver<bool>,
     /// Never sent on: every clone of the state holds one, and shutdown waits until the last
     /// clone (the router's, each connection task's) is dropped.
@@ -65,13 +76,27 @@ pub async fn run(
         queue_batches: config.store_queue,
         ..StoreConfig::default()
     };
+    // A bad certificate is an error before anything else happens.
+    let tls = config.tls.as_ref().map(crate::tls::acceptor).transpose()?;
     let store = Store::open(store_config)
         .map_err(|e| anyhow::anyhow!("cannot open database {}: {e}", config.db.display()))?;
+    if let Some(limit) = listener::raise_fd_limit() {
+        let needed = config.max_connections as u64 + 64;
+        if limit < needed {
+            tracing::warn!(
+                limit,
+                max_connections = config.max_connections,
+                "the open-file limit is below --max-connections; connections beyond it will fail (raise `ulimit -n`)"
+            );
+        }
+    }
     let (stop_tx, stop_rx) = watch::channel(false);
     let (tasks_tx, mut tasks_rx) = mpsc::channel::<()>(1);
     let state = AppState {
         live: LiveFanout::new(config.live_buffer),
-        connections: Arc::new(Semaphore::new(config.max_connections)),
+        connections: Arc::new(Connections::default()),
+        live_clients: Arc::new(Semaphore::new(config.max_live_clients)),
+        logins: Arc::new(Logins::new(&config)),
         config: Arc::new(config),
         store: store.clone(),
         devices: Arc::new(ConnectedDevices::default()),
@@ -88,17 +113,21 @@ pub async fn run(
     tracing::info!(%addr, "hub listening");
 
     tokio::spawn(close_revoked_devices(state.clone()));
-    let mut serve_stop = state.shutdown.clone();
-    let server = tokio::spawn(
-        axum::serve(
+    let server = tokio::spawn(listener::serve(
+        listener::Listener {
             listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
-            let _ = serve_stop.changed().await;
-        })
-        .into_future(),
-    );
+            router,
+            tls,
+            limits: Limits {
+                max_total: state.config.max_connections,
+                max_per_ip: state.config.max_connections_per_ip,
+                handshake_timeout: state.config.handshake_timeout,
+            },
+            connections: state.connections.clone(),
+            metrics: state.metrics.clone(),
+        },
+        state.shutdown.clone(),
+    ));
     shutdown.await;
     tracing::info!("shutting down: closing connections");
     let _ = stop_tx.send(true);
@@ -122,24 +151,52 @@ pub async fn run(
     Ok(())
 }
 
+/// Every route. Behind [`auth::web::require_session`]: the dashboard, `/api/`, `/ws/live` and
+/// `/metrics` (unless `metrics_public`). Open: `/ws/device` (it checks device tokens), the
+/// login page and form, logout, one-time links, and the two files the login page loads.
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/ws/device", get(device::upgrade))
+    let mut gated = Router::new()
         .route("/ws/live", get(live_upgrade))
         .merge(api::routes())
-        .merge(dashboard::routes())
-        .with_state(state)
+        .merge(dashboard::routes());
+    let mut open = Router::new()
+        .route("/ws/device", get(device::upgrade))
+        .merge(auth::web::public_routes(&state))
+        .merge(dashboard::public_routes());
+    if state.config.metrics_public {
+        open = open.merge(api::metrics_routes());
+    } else {
+        gated = gated.merge(api::metrics_routes());
+    }
+    let gated = gated.route_layer(from_fn_with_state(
+        state.clone(),
+        auth::web::require_session,
+    ));
+    open.merge(gated).with_state(state)
 }
 
+/// `GET /ws/live` (the session was checked by the layer): the `Origin` must be the hub's own
+/// or allowed, and there must be room.
 async fn live_upgrade(
-    axum::extract::State(app): axum::extract::State<AppState>,
+    State(app): State<AppState>,
+    headers: HeaderMap,
     ws: axum::extract::WebSocketUpgrade,
-) -> axum::response::Response {
-    use axum::response::IntoResponse;
-    let Ok(permit) = app.connections.clone().try_acquire_owned() else {
+) -> Response {
+    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    if let Err(refusal) = auth::origin::check(
+        origin,
+        host,
+        app.config.tls.is_some(),
+        &app.config.allowed_origins,
+    ) {
+        return (StatusCode::FORBIDDEN, format!("{refusal}\n")).into_response();
+    }
+    let Ok(permit) = app.live_clients.clone().try_acquire_owned() else {
         return (
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            "hub at capacity, retry later\n",
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "10")],
+            "too many live clients, retry later\n",
         )
             .into_response();
     };

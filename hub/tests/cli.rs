@@ -58,6 +58,25 @@ fn terminate(child: &mut Child) -> std::process::ExitStatus {
     }
 }
 
+/// `GET path` over HTTP/1.0 with an optional cookie; the whole answer as text.
+fn raw_get(port: u16, path: &str, cookie: &str) -> String {
+    use std::io::{Read, Write};
+    let mut tcp = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    let cookie = if cookie.is_empty() {
+        String::new()
+    } else {
+        format!("Cookie: {cookie}\r\n")
+    };
+    write!(
+        tcp,
+        "GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n{cookie}\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    tcp.read_to_string(&mut answer).unwrap();
+    answer
+}
+
 fn stored_batches(db: &Path) -> i64 {
     let conn = rusqlite::Connection::open(db).expect("open db");
     conn.query_row("SELECT count(*) FROM batches", [], |r| r.get(0))
@@ -83,14 +102,45 @@ async fn demo_prints_its_address_streams_live_readings_within_5_s_and_stores_the
         .stderr(Stdio::null())
         .spawn()
         .expect("start hub demo");
-    let line = wait_for_line(&mut child, "http://", Duration::from_secs(20));
+    // The demo prints its address, then a one-time login link for it.
+    let line = wait_for_line(&mut child, "login/once?token=", Duration::from_secs(20));
+    let link = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no link in {line:?}"));
     assert!(
-        line.contains(&format!("127.0.0.1:{port}")),
+        link.starts_with(&format!("http://127.0.0.1:{port}/login/once?token=")),
         "demo printed {line:?}"
     );
+    let path = &link[format!("http://127.0.0.1:{port}").len()..];
+    let answer = raw_get(port, path, "");
+    assert!(answer.starts_with("HTTP/1.0 303"), "{answer}");
+    let cookie = answer
+        .lines()
+        .find_map(|l| l.strip_prefix("set-cookie: "))
+        .and_then(|c| c.split(';').next())
+        .expect("the link sets a session cookie")
+        .to_owned();
+    assert!(
+        raw_get(port, path, "").starts_with("HTTP/1.0 401"),
+        "a one-time link works once"
+    );
+    assert!(raw_get(port, "/api/devices", &cookie).starts_with("HTTP/1.0 200"));
 
     let started = Instant::now();
-    let (mut live, _) = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/ws/live"))
+    let mut request =
+        tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(format!(
+            "ws://127.0.0.1:{port}/ws/live"
+        ))
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("cookie", cookie.parse().unwrap());
+    request.headers_mut().insert(
+        "origin",
+        format!("http://127.0.0.1:{port}").parse().unwrap(),
+    );
+    let (mut live, _) = tokio_tungstenite::connect_async(request)
         .await
         .expect("live socket");
     let mut readings = 0;
@@ -235,12 +285,105 @@ fn device_add_prints_a_token_once_list_shows_it_and_revoke_marks_it() {
 }
 
 #[test]
+fn users_are_added_listed_rekeyed_and_removed_and_passwords_stay_out_of_the_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("hub.db");
+    let db = db.to_str().unwrap();
+    let run = |args: &[&str], password: Option<&str>| {
+        let mut cmd = hub();
+        cmd.args(args).args(["--db", db]).env_remove("HUB_PASSWORD");
+        if let Some(p) = password {
+            cmd.env("HUB_PASSWORD", p);
+        }
+        cmd.output().unwrap()
+    };
+    let out = run(&["user", "add", "ada"], Some("correct horse battery"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let hash: String = conn
+        .query_row(
+            "SELECT password_hash FROM users WHERE name = 'ada'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(hash.starts_with("$argon2id$"), "{hash}");
+    assert!(!hash.contains("correct horse"));
+    drop(conn);
+
+    let again = run(&["user", "add", "ada"], Some("another password"));
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
+    let short = run(&["user", "add", "bob"], Some("short"));
+    assert!(!short.status.success());
+    assert!(String::from_utf8_lossy(&short.stderr).contains("at least 8"));
+    // The password from standard input when HUB_PASSWORD is not set.
+    let mut child = hub()
+        .args(["user", "add", "cy", "--db", db])
+        .env_remove("HUB_PASSWORD")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"piped password\n")
+            .unwrap();
+    }
+    assert!(child.wait_with_output().unwrap().status.success());
+
+    let list = String::from_utf8(run(&["user", "list"], None).stdout).unwrap();
+    assert!(list.lines().any(|l| l.starts_with("ada")), "{list}");
+    assert!(list.lines().any(|l| l.starts_with("cy")), "{list}");
+    assert!(
+        run(&["user", "passwd", "ada"], Some("a new password"))
+            .status
+            .success()
+    );
+    assert!(run(&["user", "remove", "ada"], None).status.success());
+    let gone = run(&["user", "remove", "ada"], None);
+    assert!(!gone.status.success());
+    assert!(String::from_utf8_lossy(&gone.stderr).contains("no user named"));
+}
+
+#[test]
 fn bad_flags_get_a_clear_error_not_a_panic() {
     let out = hub().args(["serve", "--commit-ms", "0"]).output().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--commit-ms"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
+    for (args, says) in [
+        (&["serve", "--tls-cert", "x.pem"][..], "--tls-key"),
+        (
+            &["serve", "--allow-origin", "evil.example"][..],
+            "not an origin",
+        ),
+        (
+            &["serve", "--max-connections-per-ip", "0"][..],
+            "at least 1",
+        ),
+        (
+            &["serve", "--rate-limit-factor", "NaN"][..],
+            "--rate-limit-factor",
+        ),
+        (&["serve", "--session-ttl", "soon"][..], "--session-ttl"),
+    ] {
+        let out = hub().args(args).output().unwrap();
+        assert!(!out.status.success(), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(says), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
     let out = hub()
         .args(["export", "--from", "yesterday", "--db", "/nonexistent/x.db"])
         .output()

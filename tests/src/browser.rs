@@ -210,6 +210,32 @@ impl Browser {
         Ok(())
     }
 
+    /// Log in as the test user through the login page at `base` (`http://host:port`), the way
+    /// a person does: type the name and password, press the button; wait for the dashboard.
+    pub async fn log_in(&self, base: &str) -> anyhow::Result<()> {
+        self.open(&format!("{base}/login")).await?;
+        self.eval(&format!(
+            "document.querySelector('#name').value = '{}'; document.querySelector('#password').value = '{}'; document.querySelector('#login').click(); true",
+            crate::TEST_USER,
+            crate::TEST_PASSWORD
+        ))
+        .await?;
+        self.wait_for(
+            "location.pathname === '/' && document.readyState === 'complete' && !!document.querySelector('#devices')",
+            Duration::from_secs(10),
+        )
+        .await?;
+        // Leave the dashboard, so that the next `open` loads a page afresh (opening `/#...`
+        // from `/` would only change the fragment).
+        self.open("about:blank").await
+    }
+
+    /// Log in as the test user (see [`Browser::log_in`]), then open `url`.
+    pub async fn open_logged_in(&self, base: &str, url: &str) -> anyhow::Result<()> {
+        self.log_in(base).await?;
+        self.open(url).await
+    }
+
     /// Evaluate a JavaScript expression in the page (promises are awaited) and return its value.
     pub async fn eval(&self, expression: &str) -> anyhow::Result<Value> {
         let r = self
@@ -457,13 +483,40 @@ pub async fn http_get(
     path: &str,
     headers: &[(&str, &str)],
 ) -> anyhow::Result<HttpResponse> {
+    http_request(addr, "GET", path, headers, b"").await
+}
+
+/// A form `POST` (application/x-www-form-urlencoded) over HTTP/1.0.
+pub async fn http_post_form(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+    form: &str,
+) -> anyhow::Result<HttpResponse> {
+    let mut all = vec![("Content-Type", "application/x-www-form-urlencoded")];
+    all.extend_from_slice(headers);
+    http_request(addr, "POST", path, &all, form.as_bytes()).await
+}
+
+/// Any request over HTTP/1.0; the answer read to its end.
+pub async fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> anyhow::Result<HttpResponse> {
     let mut stream = TcpStream::connect(addr).await?;
-    let mut request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n");
+    let mut request = format!("{method} {path} HTTP/1.0\r\nHost: {addr}\r\n");
     for (name, value) in headers {
         request.push_str(&format!("{name}: {value}\r\n"));
     }
+    if !body.is_empty() || method == "POST" {
+        request.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
     request.push_str("\r\n");
     stream.write_all(request.as_bytes()).await?;
+    stream.write_all(body).await?;
     let mut raw = Vec::new();
     tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut raw))
         .await

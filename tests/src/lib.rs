@@ -7,6 +7,7 @@
 
 pub mod process;
 pub mod proxy;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -17,6 +18,7 @@ use futures_util::{SinkExt, StreamExt};
 use hub::config::Config;
 use hub::store::{Store, StoreConfig};
 use shared::{DeviceMsg, HubMsg};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -27,6 +29,51 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 pub mod browser;
+
+/// The user the tests log in as (created on first use in each database).
+pub const TEST_USER: &str = "tester";
+pub const TEST_PASSWORD: &str = "correct horse battery";
+
+/// Make sure the test user exists in `db` (the hub may be running).
+pub async fn ensure_test_user(db: &Path) -> anyhow::Result<()> {
+    match hub::admin::add_user(db, TEST_USER, TEST_PASSWORD).await {
+        Ok(()) => Ok(()),
+        Err(e)
+            if e.downcast_ref::<hub::store::StoreError>()
+                .is_some_and(|e| matches!(e, hub::store::StoreError::UserExists(_))) =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Log in to the hub at `addr` (database `db`) as the test user, the way a script does:
+/// `POST /login`, keep the cookie. Returns the `Cookie` header value (`hub_session=...`).
+pub async fn login(addr: SocketAddr, db: &Path) -> anyhow::Result<String> {
+    ensure_test_user(db).await?;
+    let form = format!(
+        "name={TEST_USER}&password={}",
+        TEST_PASSWORD.replace(' ', "+")
+    );
+    let r = browser::http_post_form(addr, "/login", &[], &form).await?;
+    anyhow::ensure!(r.status == 303, "login answered {}: {}", r.status, r.text());
+    let set = r.header("set-cookie").context("login set no cookie")?;
+    Ok(set.split(';').next().unwrap_or_default().to_owned())
+}
+
+/// Open `/ws/live` with a session cookie and the hub's own `Origin`, as a browser does.
+pub async fn connect_live(addr: SocketAddr, cookie: &str) -> Result<Ws, tungstenite::Error> {
+    let mut request = format!("ws://{addr}/ws/live").into_client_request()?;
+    let h = request.headers_mut();
+    h.insert("cookie", HeaderValue::from_str(cookie).expect("ASCII"));
+    h.insert(
+        "origin",
+        HeaderValue::from_str(&format!("http://{addr}")).expect("ASCII"),
+    );
+    let (ws, _) = tokio_tungstenite::connect_async(request).await?;
+    Ok(ws)
+}
 
 pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -86,6 +133,23 @@ impl TestHub {
 
     pub fn live_url(&self) -> String {
         format!("ws://{}/ws/live", self.addr)
+    }
+
+    /// A session cookie of the test user (`hub_session=...`).
+    pub async fn session(&self) -> anyhow::Result<String> {
+        login(self.addr, &self.db).await
+    }
+
+    /// `/ws/live`, logged in.
+    pub async fn connect_live(&self) -> anyhow::Result<Ws> {
+        let cookie = self.session().await?;
+        Ok(connect_live(self.addr, &cookie).await?)
+    }
+
+    /// `GET path`, logged in.
+    pub async fn get(&self, path: &str) -> anyhow::Result<browser::HttpResponse> {
+        let cookie = self.session().await?;
+        browser::http_get(self.addr, path, &[("Cookie", &cookie)]).await
     }
 
     pub fn http(&self, path: &str) -> String {
@@ -172,14 +236,20 @@ pub async fn upgrade_status(
     }
 }
 
-pub async fn send(ws: &mut Ws, msg: &DeviceMsg) -> anyhow::Result<()> {
+pub async fn send<S: AsyncRead + AsyncWrite + Unpin>(
+    ws: &mut WebSocketStream<S>,
+    msg: &DeviceMsg,
+) -> anyhow::Result<()> {
     ws.send(Message::Binary(shared::codec::to_vec(msg)?.into()))
         .await?;
     Ok(())
 }
 
 /// The next hub message, skipping pings; an error on close or after `wait`.
-pub async fn recv(ws: &mut Ws, wait: Duration) -> anyhow::Result<HubMsg> {
+pub async fn recv<S: AsyncRead + AsyncWrite + Unpin>(
+    ws: &mut WebSocketStream<S>,
+    wait: Duration,
+) -> anyhow::Result<HubMsg> {
     let deadline = tokio::time::Instant::now() + wait;
     loop {
         let next = tokio::time::timeout_at(deadline, ws.next())
@@ -194,7 +264,10 @@ pub async fn recv(ws: &mut Ws, wait: Duration) -> anyhow::Result<HubMsg> {
 }
 
 /// How the hub ended the connection: the Goodbye it sent (if any) and the close code.
-pub async fn closing(ws: &mut Ws, wait: Duration) -> anyhow::Result<(Option<HubMsg>, Option<u16>)> {
+pub async fn closing<S: AsyncRead + AsyncWrite + Unpin>(
+    ws: &mut WebSocketStream<S>,
+    wait: Duration,
+) -> anyhow::Result<(Option<HubMsg>, Option<u16>)> {
     let deadline = tokio::time::Instant::now() + wait;
     let mut goodbye = None;
     loop {

@@ -106,6 +106,12 @@ impl HubProcess {
         format!("ws://{}/ws/live", self.addr)
     }
 
+    /// `/ws/live`, logged in as the test user.
+    pub async fn connect_live(&self) -> anyhow::Result<crate::Ws> {
+        let cookie = crate::login(self.addr, &self.db).await?;
+        Ok(crate::connect_live(self.addr, &cookie).await?)
+    }
+
     /// SIGKILL: no shutdown code runs.
     pub fn kill9(mut self) -> anyhow::Result<()> {
         self.child.kill()?;

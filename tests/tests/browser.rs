@@ -60,6 +60,7 @@ async fn hub_with(names: &[&str]) -> anyhow::Result<(tempfile::TempDir, TestHub,
     let db = dir.path().join("hub.db");
     let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
     let tokens = add_devices(&db, &names).await?;
+    tests::ensure_test_user(&db).await?;
     let hub = TestHub::start(TestHub::config(&db)).await?;
     Ok((dir, hub, tokens))
 }
@@ -84,9 +85,56 @@ fn assert_no_console_errors(page: &Browser) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_logs_in_through_the_form_and_out_with_the_button() -> anyhow::Result<()> {
+    let (_dir, hub, _) = hub_with(&["dev"]).await?;
+    let page = Browser::launch("login_logout").await?;
+    // Not logged in: the dashboard sends the browser to the login page, keeping the view.
+    page.open(&hub.http("/#devices=dev")).await?;
+    page.wait_for("location.pathname === '/login'", Duration::from_secs(5))
+        .await?;
+    // A wrong password is refused on the page, with no cookie.
+    page.eval("document.querySelector('#name').value = 'tester'; document.querySelector('#password').value = 'nope nope nope'; document.querySelector('#login').click(); true").await?;
+    page.wait_for(
+        "document.readyState === 'complete' && document.querySelector('.login-message')?.textContent.includes('Wrong name or password')",
+        Duration::from_secs(5),
+    )
+    .await?;
+    page.screenshot("login-refused").await?;
+    page.log_in(&hub.http("")).await?;
+    page.open(&hub.http("/")).await?;
+    page.wait_for(
+        "telemetry.state().connection === 'OPEN'",
+        Duration::from_secs(10),
+    )
+    .await?;
+    page.screenshot("logged-in").await?;
+    page.eval("document.querySelector('#logout').click(); true")
+        .await?;
+    page.wait_for(
+        "location.pathname === '/login' && document.readyState === 'complete'",
+        Duration::from_secs(5),
+    )
+    .await?;
+    // The session is over: the dashboard is out of reach again.
+    page.open(&hub.http("/")).await?;
+    page.wait_for("location.pathname === '/login'", Duration::from_secs(5))
+        .await?;
+    // The refused login's 401 is the one error the browser reports.
+    let errors = page.console_errors();
+    assert!(
+        errors.iter().all(|e| e.contains("401")),
+        "console errors: {errors:#?}"
+    );
+    page.close().await;
+    hub.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dashboard_files_are_embedded_with_content_types_etags_and_404s() -> anyhow::Result<()> {
     let (_dir, hub, _) = hub_with(&[]).await?;
-    let index = http_get(hub.addr, "/", &[]).await?;
+    let cookie = hub.session().await?;
+    let c = ("Cookie", cookie.as_str());
+    let index = http_get(hub.addr, "/", &[c]).await?;
     assert_eq!(index.status, 200);
     assert_eq!(
         index.header("content-type"),
@@ -100,7 +148,7 @@ async fn dashboard_files_are_embedded_with_content_types_etags_and_404s() -> any
             .contains("<script type=\"module\" src=\"app.js\">")
     );
 
-    let again = http_get(hub.addr, "/", &[("If-None-Match", &etag)]).await?;
+    let again = http_get(hub.addr, "/", &[c, ("If-None-Match", &etag)]).await?;
     assert_eq!(
         again.status, 304,
         "an unchanged file is revalidated, not resent"
@@ -117,7 +165,7 @@ async fn dashboard_files_are_embedded_with_content_types_etags_and_404s() -> any
         ("style.css", "text/css; charset=utf-8"),
         ("favicon.svg", "image/svg+xml"),
     ] {
-        let r = http_get(hub.addr, &format!("/{file}"), &[]).await?;
+        let r = http_get(hub.addr, &format!("/{file}"), &[c]).await?;
         assert_eq!(r.status, 200, "{file}");
         assert_eq!(r.header("content-type"), Some(content_type), "{file}");
         assert_eq!(r.header("cache-control"), Some("no-cache"), "{file}");
@@ -139,7 +187,7 @@ async fn dashboard_files_are_embedded_with_content_types_etags_and_404s() -> any
         "/dashboard/app.js",
     ] {
         assert_eq!(
-            http_get(hub.addr, missing, &[]).await?.status,
+            http_get(hub.addr, missing, &[c]).await?.status,
             404,
             "{missing}"
         );
@@ -152,7 +200,7 @@ async fn page_loads_with_no_console_errors_and_lists_the_device() -> anyhow::Res
     let (_dir, hub, tokens) = hub_with(&["kitchen"]).await?;
     let fleet = Fleet::start(vec![fast_device(&hub, &tokens[0], "kitchen", 1)]);
     let page = Browser::launch("page_loads").await?;
-    page.open(&hub.http("/")).await?;
+    page.open_logged_in(&hub.http(""), &hub.http("/")).await?;
 
     let row = "document.querySelector('li.device[data-device=\"kitchen\"]')";
     page.wait_for(
@@ -253,7 +301,8 @@ async fn a_reading_sent_by_a_device_shows_up_in_the_page_within_two_seconds() ->
     };
 
     let page = Browser::launch("reading_within_2s").await?;
-    page.open(&hub.http("/#devices=probe")).await?;
+    page.open_logged_in(&hub.http(""), &hub.http("/#devices=probe"))
+        .await?;
     page.wait_for(&card("probe", 0), Duration::from_secs(10))
         .await?;
     page.wait_for(&subscribed_to("probe"), Duration::from_secs(10))
@@ -297,7 +346,8 @@ async fn a_device_whose_simulator_stops_turns_offline() -> anyhow::Result<()> {
     let page = Browser::launch("device_offline").await?;
     // "shown" is charted (its status comes over the live socket); "listed" is only in the list
     // (its status comes from polling the API).
-    page.open(&hub.http("/#devices=shown")).await?;
+    page.open_logged_in(&hub.http(""), &hub.http("/#devices=shown"))
+        .await?;
     let online = |name: &str, state: bool| {
         format!(
             "document.querySelector('li.device[data-device=\"{name}\"]')?.dataset.online === '{state}'"
@@ -354,7 +404,8 @@ async fn after_a_hub_restart_the_page_reconnects_by_itself_and_shows_new_reading
     let addr = hub.addr;
     let fleet = Fleet::start(vec![fast_device(&hub, &tokens[0], "dev", 1)]);
     let page = Browser::launch("hub_restart").await?;
-    page.open(&hub.http("/#devices=dev")).await?;
+    page.open_logged_in(&hub.http(""), &hub.http("/#devices=dev"))
+        .await?;
     page.wait_for(&subscribed_to("dev"), Duration::from_secs(10))
         .await?;
     page.wait_for(
@@ -419,8 +470,11 @@ async fn after_a_reconnect_the_gap_is_filled_from_history() -> anyhow::Result<()
     // The page reaches the hub through a proxy the test can cut; the device writes directly.
     let proxy = CutProxy::start(hub.addr).await?;
     let page = Browser::launch("gap_filled").await?;
-    page.open(&format!("http://{}/#devices=dev&window=60000", proxy.addr))
-        .await?;
+    page.open_logged_in(
+        &format!("http://{}", proxy.addr),
+        &format!("http://{}/#devices=dev&window=60000", proxy.addr),
+    )
+    .await?;
     page.wait_for(&subscribed_to("dev"), Duration::from_secs(10))
         .await?;
     page.wait_for(
@@ -499,9 +553,11 @@ async fn a_history_range_renders_points_from_the_database() -> anyhow::Result<()
         }
         store.close().await?;
     }
+    tests::ensure_test_user(&db).await?;
     let hub = TestHub::start(TestHub::config(&db)).await?;
     let page = Browser::launch("history_range").await?;
-    page.open(&hub.http("/#devices=archive&range=1h")).await?;
+    page.open_logged_in(&hub.http(""), &hub.http("/#devices=archive&range=1h"))
+        .await?;
     let chart = card("archive", 0);
 
     // 1 h: raw buckets narrower than 10 s, so one per reading.
@@ -562,7 +618,7 @@ async fn a_history_range_renders_points_from_the_database() -> anyhow::Result<()
         )
         .await?;
     let href = href.as_str().expect("a CSV link").to_owned();
-    let csv = http_get(hub.addr, &format!("/{href}"), &[]).await?;
+    let csv = hub.get(&format!("/{href}")).await?;
     assert_eq!(csv.status, 200, "{href}: {}", csv.text());
     assert_eq!(csv.header("content-type"), Some("text/csv; charset=utf-8"));
     assert_eq!(csv.text().lines().count(), 301, "header + 300 readings");
@@ -601,7 +657,7 @@ async fn a_history_range_renders_points_from_the_database() -> anyhow::Result<()
 async fn a_client_subscribed_to_one_device_receives_no_other_devices_readings() -> anyhow::Result<()>
 {
     let (_dir, hub, tokens) = hub_with(&["alpha", "beta"]).await?;
-    let (mut live, _) = tokio_tungstenite::connect_async(hub.live_url()).await?;
+    let mut live = hub.connect_live().await?;
     live.send(Message::Text(
         json!({ "type": "subscribe", "device": "alpha" })
             .to_string()
@@ -736,6 +792,7 @@ async fn history_api_answers_a_week_of_1hz_data_in_under_200_ms() -> anyhow::Res
         store.close().await?;
     }
     let hub = TestHub::start(TestHub::config(&db)).await?;
+    let cookie = hub.session().await?;
     let path = format!(
         "/api/devices/week/history?sensor=0&from={start}&to={}&points=1000",
         start + total * 1000
@@ -744,7 +801,7 @@ async fn history_api_answers_a_week_of_1hz_data_in_under_200_ms() -> anyhow::Res
     let mut answer = Value::Null;
     for _ in 0..5 {
         let asked = Instant::now();
-        let r = http_get(hub.addr, &path, &[]).await?;
+        let r = http_get(hub.addr, &path, &[("Cookie", &cookie)]).await?;
         times.push(asked.elapsed());
         assert_eq!(r.status, 200, "{}", r.text());
         answer = r.json()?;
@@ -786,7 +843,7 @@ async fn like_the_demo_five_devices_show_live_charts_moving_within_3_s() -> anyh
     tokio::time::sleep(Duration::from_millis(500)).await;
     let page = Browser::launch("demo").await?;
     let opened = Instant::now();
-    page.open(&hub.http("/")).await?;
+    page.open_logged_in(&hub.http(""), &hub.http("/")).await?;
     let loaded = opened.elapsed();
     let newest = "(() => { const s = telemetry.series('demo-01', 0); return s && s.length ? s.at(-1)[0] : 0; })()";
     let first = page

@@ -18,6 +18,7 @@ use tests::proxy::FaultProxy;
 use tests::*;
 use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 tests::hub_process_entry!();
 
@@ -234,7 +235,7 @@ async fn sigterm_closes_every_socket_with_1001_flushes_and_exits_0() -> anyhow::
     })?;
     let wait = Duration::from_secs(5);
     let (mut ws, _) = greet(&hub.device_url(), &tokens[0], 1, 1).await?;
-    let (mut live, _) = tokio_tungstenite::connect_async(hub.live_url()).await?;
+    let mut live = hub.connect_live().await?;
     // A batch waiting for its (2 s) commit when SIGTERM arrives is committed and acked.
     send(&mut ws, &batch(1, now_ms(), &[(0, 0, 1.0)])).await?;
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -323,7 +324,13 @@ async fn a_dashboard_that_stops_reading_is_told_what_it_missed_and_slows_no_devi
     let socket = tokio::net::TcpSocket::new_v4()?;
     socket.set_recv_buffer_size(4096)?;
     let stream = socket.connect(hub.addr).await?;
-    let (mut stalled, _) = tokio_tungstenite::client_async(hub.live_url(), stream).await?;
+    let cookie = hub.session().await?;
+    let mut request = hub.live_url().into_client_request()?;
+    request.headers_mut().insert("cookie", cookie.parse()?);
+    request
+        .headers_mut()
+        .insert("origin", format!("http://{}", hub.addr).parse()?);
+    let (mut stalled, _) = tokio_tungstenite::client_async(request, stream).await?;
     // Fast sensors (100 Hz): about a megabyte of live events in the 3 s, far more than any
     // socket buffers between the hub and the stalled client can absorb.
     let (stop, stop_rx) = watch::channel(false);
@@ -387,6 +394,8 @@ async fn a_locked_database_pauses_acks_and_everything_arrives_after() -> anyhow:
     let names: Vec<String> = (0..5).map(|i| format!("dev-{i:02}")).collect();
     let tokens = add_devices(&db, &names).await?;
     let hub = TestHub::start(TestHub::config(&db)).await?;
+    // Logged in before the lock: a login writes its session.
+    let cookie = hub.session().await?;
     let (stop, tasks) = start_devices(&hub.device_url(), &names, &tokens).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
 
@@ -399,7 +408,7 @@ async fn a_locked_database_pauses_acks_and_everything_arrives_after() -> anyhow:
         conn.execute_batch("COMMIT")
     });
     tokio::time::sleep(Duration::from_millis(2_500)).await;
-    let health = tests::browser::http_get(hub.addr, "/api/health", &[])
+    let health = tests::browser::http_get(hub.addr, "/api/health", &[("Cookie", &cookie)])
         .await?
         .json()?;
     locker.join().expect("locker thread")?;

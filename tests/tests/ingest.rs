@@ -21,7 +21,7 @@ async fn twenty_devices_every_reading_stored_exactly_once_and_seen_live() -> any
     let hub = TestHub::start(TestHub::config(&db)).await?;
 
     // A dashboard listening to everything, counting readings per device.
-    let (mut live, _) = tokio_tungstenite::connect_async(hub.live_url()).await?;
+    let mut live = hub.connect_live().await?;
     let live_task = tokio::spawn(async move {
         let mut seen: HashMap<String, usize> = HashMap::new();
         while let Ok(Some(Ok(msg))) =
@@ -61,9 +61,7 @@ async fn twenty_devices_every_reading_stored_exactly_once_and_seen_live() -> any
         reports.push(task.await?);
     }
     let seen_live = live_task.await?;
-    let metrics = tests::browser::http_get(hub.addr, "/metrics", &[])
-        .await?
-        .text();
+    let metrics = hub.get("/metrics").await?.text();
     hub.stop().await?;
     let stored_metric: u64 = metrics
         .lines()

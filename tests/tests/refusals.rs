@@ -271,3 +271,196 @@ async fn revoking_a_device_closes_its_socket_with_1008_and_refuses_it_afterwards
     );
     s.good_device_unharmed().await
 }
+
+/// A fresh connection of the bad device that sends `frame` after its Hello; how it ended.
+async fn answer_to(s: &Scene, frame: Vec<u8>) -> anyhow::Result<(Option<HubMsg>, Option<u16>)> {
+    let mut ws = s.bad_client().await?;
+    ws.send(Message::Binary(frame.into())).await?;
+    closing(&mut ws, WAIT).await
+}
+
+#[tokio::test]
+async fn truncated_frames_huge_length_prefixes_overlong_varints_and_bad_utf8_get_1007()
+-> anyhow::Result<()> {
+    let s = scene().await?;
+    let valid = shared::codec::to_vec(&batch(1, now_ms(), &[(0, 0, 1.0), (0, 10, 2.0)]))?;
+    let mut bad_utf8 = shared::codec::to_vec(&hello(2, 1))?;
+    bad_utf8[2] = 0xff; // the first byte of the firmware string
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("truncated batch", valid[..valid.len() - 3].to_vec()),
+        ("batch cut after its tag", valid[..1].to_vec()),
+        ("empty frame", vec![]),
+        // Hello whose firmware string claims 4 GiB.
+        (
+            "huge length prefix",
+            vec![0, 0xff, 0xff, 0xff, 0xff, 0x0f, b'x'],
+        ),
+        // Batch whose seq varint never ends (11 continuation bytes).
+        ("overlong varint", [vec![1u8], vec![0xff; 11]].concat()),
+        ("unknown message tag", vec![0x7f, 0, 0]),
+        ("invalid UTF-8 in a string", bad_utf8),
+        ("trailing bytes", [valid.clone(), vec![0]].concat()),
+    ];
+    for (what, frame) in cases {
+        assert_eq!(
+            answer_to(&s, frame).await?,
+            (
+                Some(HubMsg::Goodbye {
+                    reason: CloseReason::BadFrame
+                }),
+                Some(1007)
+            ),
+            "{what}"
+        );
+    }
+    s.good_device_unharmed().await
+}
+
+#[tokio::test]
+async fn a_sequence_regression_is_acked_as_a_duplicate_and_not_stored() -> anyhow::Result<()> {
+    let s = scene().await?;
+    let mut ws = s.bad_client().await?;
+    let now = now_ms();
+    send(&mut ws, &batch(5, now, &[(0, 0, 1.0)])).await?;
+    assert_eq!(recv(&mut ws, WAIT).await?, HubMsg::Ack { seq: 5 });
+    // Seq 3 (never sent) and 5 again: at or below the last stored seq, so acked, not stored.
+    send(&mut ws, &batch(3, now + 10, &[(0, 0, 99.0)])).await?;
+    assert_eq!(recv(&mut ws, WAIT).await?, HubMsg::Ack { seq: 5 });
+    send(&mut ws, &batch(5, now + 20, &[(0, 0, 99.0)])).await?;
+    assert_eq!(recv(&mut ws, WAIT).await?, HubMsg::Ack { seq: 5 });
+    send(&mut ws, &batch(0, now + 30, &[(0, 0, 99.0)])).await?;
+    assert!(matches!(
+        recv(&mut ws, WAIT).await?,
+        HubMsg::Ack { seq: 5 } | HubMsg::Reject { seq: 0, .. }
+    ));
+    let stats = s.hub.get("/api/devices/bad").await?.json()?;
+    assert_eq!(stats["stats"]["stored_readings"], 1, "{stats}");
+    s.good_device_unharmed().await
+}
+
+#[tokio::test]
+async fn a_fragmented_batch_is_reassembled_and_stored() -> anyhow::Result<()> {
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+    let s = scene().await?;
+    let mut ws = s.bad_client().await?;
+    let bytes = shared::codec::to_vec(&batch(1, now_ms(), &[(0, 0, 1.0), (0, 10, 2.0)]))?;
+    let (a, rest) = bytes.split_at(3);
+    let (b, c) = rest.split_at(rest.len() / 2);
+    ws.send(Message::Frame(Frame::message(
+        a.to_vec(),
+        OpCode::Data(Data::Binary),
+        false,
+    )))
+    .await?;
+    ws.send(Message::Frame(Frame::message(
+        b.to_vec(),
+        OpCode::Data(Data::Continue),
+        false,
+    )))
+    .await?;
+    ws.send(Message::Frame(Frame::message(
+        c.to_vec(),
+        OpCode::Data(Data::Continue),
+        true,
+    )))
+    .await?;
+    assert_eq!(recv(&mut ws, WAIT).await?, HubMsg::Ack { seq: 1 });
+    s.good_device_unharmed().await
+}
+
+#[tokio::test]
+async fn a_ping_flood_changes_nothing_for_anyone() -> anyhow::Result<()> {
+    let s = scene().await?;
+    let mut ws = s.bad_client().await?;
+    for i in 0..10_000u32 {
+        ws.feed(Message::Ping(i.to_le_bytes().to_vec().into()))
+            .await?;
+    }
+    ws.flush().await?;
+    send(&mut ws, &batch(1, now_ms(), &[(0, 0, 1.0)])).await?;
+    assert_eq!(
+        recv(&mut ws, Duration::from_secs(20)).await?,
+        HubMsg::Ack { seq: 1 }
+    );
+    s.good_device_unharmed().await
+}
+
+#[tokio::test]
+async fn a_flood_of_tiny_frames_is_read_at_a_bounded_pace_not_refused() -> anyhow::Result<()> {
+    let s = scene().await?;
+    let mut ws = s.bad_client().await?;
+    let frames = 3_000u64;
+    let started = std::time::Instant::now();
+    for i in 0..frames {
+        let hb = shared::DeviceMsg::Heartbeat(shared::Heartbeat { uptime_ms: i });
+        ws.feed(Message::Binary(shared::codec::to_vec(&hb)?.into()))
+            .await?;
+    }
+    ws.flush().await?;
+    let mut pongs = 0;
+    while pongs < frames {
+        match recv(&mut ws, Duration::from_secs(20)).await? {
+            HubMsg::Pong { uptime_ms, .. } => {
+                assert_eq!(uptime_ms, pongs, "answered in order");
+                pongs += 1;
+            }
+            other => panic!("expected Pong, got {other:?}"),
+        }
+    }
+    // 1,000 frames/s with a one-second burst: 3,000 take at least two seconds.
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(1_800), "not paced: {took:?}");
+    s.good_device_unharmed().await
+}
+
+#[tokio::test]
+async fn a_device_sampling_faster_than_it_declared_is_rejected_rate_limited() -> anyhow::Result<()>
+{
+    let s = scene().await?;
+    let mut ws = s.bad_client().await?; // declares 10 readings/s
+    let now = now_ms() - 60_000;
+    // 200 readings in 200 ms of its own time: one batch passes as slack, the next does not.
+    let burst: Vec<(u8, u32, f32)> = (0..200).map(|i| (0u8, i, i as f32)).collect();
+    send(&mut ws, &batch(1, now, &burst)).await?;
+    assert_eq!(recv(&mut ws, WAIT).await?, HubMsg::Ack { seq: 1 });
+    send(&mut ws, &batch(2, now + 200, &burst)).await?;
+    assert_eq!(
+        recv(&mut ws, WAIT).await?,
+        HubMsg::Reject {
+            seq: 2,
+            reason: RejectReason::RateLimited
+        }
+    );
+    let metrics = s.hub.get("/metrics").await?.text();
+    assert!(
+        metrics.contains("batches_rate_limited_total 1"),
+        "{metrics}"
+    );
+    s.good_device_unharmed().await
+}
+
+#[tokio::test]
+async fn an_honest_backlog_after_an_outage_is_never_rate_limited() -> anyhow::Result<()> {
+    let s = scene().await?;
+    let mut ws = s.bad_client().await?; // declares 10 readings/s
+    // An hour offline at 10 readings/s: 36,000 readings with their sampling times, sent as
+    // fast as the socket takes them.
+    let start = now_ms() - 3_600_000;
+    let batches = 180u32;
+    for seq in 1..=batches {
+        let base = start + u64::from(seq - 1) * 20_000;
+        let readings: Vec<(u8, u32, f32)> = (0..200).map(|i| (0u8, i * 100, i as f32)).collect();
+        send(&mut ws, &batch(seq, base, &readings)).await?;
+    }
+    let mut acked = 0;
+    while acked < batches {
+        match recv(&mut ws, Duration::from_secs(20)).await? {
+            HubMsg::Ack { seq } => acked = seq,
+            other => panic!("backlog refused: {other:?}"),
+        }
+    }
+    let stats = s.hub.get("/api/devices/bad").await?.json()?;
+    assert_eq!(stats["stats"]["stored_readings"], 36_000, "{stats}");
+    s.good_device_unharmed().await
+}

@@ -82,6 +82,8 @@ pub struct SimDevice {
     pub handshake_timeout: Duration,
     /// After stop, how long to keep trying to get the outbox acked. Default 5 s.
     pub drain_timeout: Duration,
+    /// What a `wss://` URL's certificate must chain to (the hub's CA). Default none.
+    pub tls: Option<super::link::TlsConfig>,
 }
 
 impl SimDevice {
@@ -117,6 +119,7 @@ impl SimDevice {
             },
             handshake_timeout: Duration::from_secs(10),
             drain_timeout: Duration::from_secs(5),
+            tls: None,
         }
     }
 
@@ -273,8 +276,12 @@ pub async fn run_device(cfg: SimDevice, mut stop: watch::Receiver<bool>) -> Devi
             match action {
                 Action::Connect => {
                     tracing::debug!(device = %cfg.name, "connecting");
-                    let attempt =
-                        link::connect(cfg.url.clone(), cfg.token.clone(), cfg.handshake_timeout);
+                    let attempt = link::connect_with(
+                        cfg.url.clone(),
+                        cfg.token.clone(),
+                        cfg.handshake_timeout,
+                        cfg.tls.clone(),
+                    );
                     link = Link::Connecting(Box::pin(async move { attempt.await.map(Box::new) }));
                 }
                 Action::Sample { sensor } => {

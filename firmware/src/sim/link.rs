@@ -36,6 +36,36 @@ pub enum ConnectError {
     Timeout(Duration),
     #[error("WebSocket handshake failed: {0}")]
     Handshake(tungstenite::Error),
+    #[error("a wss:// URL needs the hub's CA certificate (simulator --ca FILE)")]
+    NoCa,
+}
+
+/// What a device trusts for `wss://`: a rustls client config, usually from [`tls_trusting`].
+pub type TlsConfig = std::sync::Arc<rustls::ClientConfig>;
+
+/// A TLS client config that trusts exactly the certificates in the PEM file `ca` (the hub's
+/// CA, or its self-signed certificate), as a board does with the CA in its config image.
+pub fn tls_trusting(ca: &std::path::Path) -> Result<TlsConfig, String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let pem = std::fs::read(ca).map_err(|e| format!("reading {}: {e}", ca.display()))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        let cert = cert.map_err(|e| format!("{}: bad PEM certificate: {e}", ca.display()))?;
+        roots
+            .add(cert)
+            .map_err(|e| format!("{}: not a usable CA certificate: {e}", ca.display()))?;
+    }
+    if roots.is_empty() {
+        return Err(format!("{}: no PEM certificate found", ca.display()));
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(std::sync::Arc::new(config))
 }
 
 /// Small buffers: a simulator runs thousands of devices in one process, and tungstenite's
@@ -53,6 +83,19 @@ pub fn ws_config() -> WebSocketConfig {
 
 /// Open a device socket: `Authorization: Bearer <token>`, subprotocol `telemetry.v1`.
 pub async fn connect(url: String, token: String, timeout: Duration) -> Result<Ws, ConnectError> {
+    connect_with(url, token, timeout, None).await
+}
+
+/// [`connect`], over TLS for a `wss://` URL, trusting what `tls` trusts.
+pub async fn connect_with(
+    url: String,
+    token: String,
+    timeout: Duration,
+    tls: Option<TlsConfig>,
+) -> Result<Ws, ConnectError> {
+    if url.starts_with("wss://") && tls.is_none() {
+        return Err(ConnectError::NoCa);
+    }
     let mut request =
         url.as_str()
             .into_client_request()
@@ -67,7 +110,13 @@ pub async fn connect(url: String, token: String, timeout: Duration) -> Result<Ws
         SEC_WEBSOCKET_PROTOCOL,
         HeaderValue::from_static(shared::SUBPROTOCOL),
     );
-    let attempt = tokio_tungstenite::connect_async_with_config(request, Some(ws_config()), true);
+    let connector = tls.map(tokio_tungstenite::Connector::Rustls);
+    let attempt = tokio_tungstenite::connect_async_tls_with_config(
+        request,
+        Some(ws_config()),
+        true,
+        connector,
+    );
     match tokio::time::timeout(timeout, attempt).await {
         Err(_) => Err(ConnectError::Timeout(timeout)),
         Ok(Ok((ws, _response))) => Ok(ws),

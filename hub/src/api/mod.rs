@@ -16,8 +16,6 @@ use crate::server::AppState;
 use crate::store::{DeviceRecord, DeviceStats, StoreError};
 use crate::time::unix_ms;
 
-/// Most buckets one history answer may hold.
-pub const MAX_HISTORY_POINTS: usize = 5_000;
 /// Default buckets of a history answer: about one per horizontal pixel of a chart.
 pub const DEFAULT_HISTORY_POINTS: usize = 1_000;
 /// Longest range of one CSV download through the API (31 days); `hub export` has no limit.
@@ -30,7 +28,11 @@ pub fn routes() -> Router<AppState> {
         .route("/api/devices/{name}", get(device))
         .route("/api/devices/{name}/history", get(history))
         .route("/api/devices/{name}/readings.csv", get(csv))
-        .route("/metrics", get(metrics))
+}
+
+/// `/metrics`, behind the login unless `--public-metrics`.
+pub fn metrics_routes() -> Router<AppState> {
+    Router::new().route("/metrics", get(metrics))
 }
 
 /// An API error: status plus `{"error": "..."}`.
@@ -164,10 +166,21 @@ async fn history(
         .sensor
         .ok_or_else(|| bad_request("sensor is required (a sensor id from the device's list)"))?;
     let (from, to) = q.range()?;
-    let points = q.points.unwrap_or(DEFAULT_HISTORY_POINTS);
-    if points == 0 || points > MAX_HISTORY_POINTS {
+    let max_points = app.config.max_history_points;
+    let points = q.points.unwrap_or(DEFAULT_HISTORY_POINTS.min(max_points));
+    if points == 0 || points > max_points {
         return Err(bad_request(format!(
-            "points must be between 1 and {MAX_HISTORY_POINTS}"
+            "points must be between 1 and {max_points}"
+        )));
+    }
+    let max_range = app
+        .config
+        .max_history_range
+        .as_millis()
+        .min(i64::MAX as u128) as i64;
+    if to - from > max_range {
+        return Err(bad_request(format!(
+            "a history query covers at most {max_range} ms (--max-history-range); ask for a shorter range"
         )));
     }
     let history = app

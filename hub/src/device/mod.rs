@@ -2,11 +2,13 @@
 //!
 //! Everything that can be refused is refused before the upgrade, with a plain HTTP status a
 //! device's log can show: no or unknown token (401), a subprotocol this hub does not speak
-//! (400), no room (503). After the upgrade, [`session`] runs the protocol.
+//! (400). Connection limits (503) are the listener's. After the upgrade, [`session`] runs the protocol.
 //!
 //! - [`registry`]: which devices are connected (one connection per device).
 //! - [`session`]: one device connection, Hello to close.
+//! - [`rate`]: the declared-rate limit (rejects) and the frame pacer (reads slower).
 
+pub mod rate;
 pub mod registry;
 pub mod session;
 
@@ -85,14 +87,6 @@ pub async fn upgrade(
         )
             .into_response();
     }
-    let Ok(permit) = app.connections.clone().try_acquire_owned() else {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            [(header::RETRY_AFTER, "10")],
-            "hub at capacity, retry later\n",
-        )
-            .into_response();
-    };
     Metrics::inc(&app.metrics.device_connections_total, 1);
     ws.protocols([shared::SUBPROTOCOL])
         .read_buffer_size(DEVICE_SOCKET_BUFFER)
@@ -102,6 +96,5 @@ pub async fn upgrade(
         .max_frame_size(DEVICE_READ_LIMIT)
         .on_upgrade(move |socket| async move {
             session::run(socket, app, device).await;
-            drop(permit);
         })
 }

@@ -19,6 +19,7 @@ use shared::payload::Point;
 use shared::{Batch, Clock, CloseReason, DeviceMsg, Hello, HubMsg, SensorSet, SeqVerdict};
 use tokio::time::{Instant, MissedTickBehavior};
 
+use super::rate::{FramePacer, RateGuard};
 use super::registry::Registration;
 use crate::live::LiveEvent;
 use crate::live::event::{DeviceStatus, Readings};
@@ -61,6 +62,8 @@ struct Session {
     /// Highest seq known committed (acked).
     committed_seq: u32,
     invalid_streak: u32,
+    /// Readings per second of the device's own time, against its declared rate.
+    rate: RateGuard,
 }
 
 type CommitFuture = futures_util::future::BoxFuture<'static, (u32, Result<Committed, StoreError>)>;
@@ -130,6 +133,7 @@ pub async fn run(mut socket: WebSocket, app: AppState, device: DeviceRecord) {
         accepted_seq: stored_seq.unwrap_or(0),
         committed_seq: stored_seq.unwrap_or(0),
         invalid_streak: 0,
+        rate: RateGuard::new(hello.declared_rate, app.config.rate_limit_factor),
         name: name.clone(),
         device,
         app: app.clone(),
@@ -222,11 +226,17 @@ impl Session {
             u64::from(app.config.device.heartbeat_ms) * 3,
         ));
         let mut last_heard = Instant::now();
+        let mut pacer = FramePacer::new(app.config.device_frames_per_s, Instant::now());
 
         let end = loop {
+            let ready_at = pacer.ready_at();
             tokio::select! {
-                frame = next_frame(socket, &app), if pending.len() < app.config.device_inflight => {
+                frame = async {
+                    tokio::time::sleep_until(ready_at).await;
+                    next_frame(socket, &app).await
+                }, if pending.len() < app.config.device_inflight => {
                     last_heard = Instant::now();
+                    pacer.took(last_heard);
                     let msg = match frame {
                         Ok(msg) => msg,
                         Err(end) => break end,
@@ -364,7 +374,6 @@ impl Session {
         {
             return self.reject(seq, reason);
         }
-        self.invalid_streak = 0;
 
         let points: Vec<Point> = batch
             .readings
@@ -375,6 +384,14 @@ impl Session {
                 value: r.value,
             })
             .collect();
+        let t_first = points.iter().map(|p| p.ts_ms).min().unwrap_or(now);
+        let t_last = points.iter().map(|p| p.ts_ms).max().unwrap_or(now);
+        if !self.rate.admit(t_first, t_last, points.len()) {
+            Metrics::inc(&app.metrics.batches_rate_limited_total, 1);
+            tracing::info!(device = %self.name, seq, "batch over the declared rate");
+            return self.reject(seq, shared::RejectReason::RateLimited);
+        }
+        self.invalid_streak = 0;
         self.publish_live(seq, time_source, &points);
 
         let incoming = IncomingBatch {

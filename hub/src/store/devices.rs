@@ -169,7 +169,7 @@ fn now_ms() -> i64 {
 }
 
 impl Inner {
-    fn with_admin<T>(
+    pub(super) fn with_admin<T>(
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {

@@ -53,6 +53,12 @@ pub enum StoreError {
     #[error("no device named {0:?}")]
     DeviceNotFound(String),
 
+    #[error("a user named {0:?} already exists (change the password with `hub user passwd`)")]
+    UserExists(String),
+
+    #[error("no user named {0:?}")]
+    UserNotFound(String),
+
     /// A query beyond a limit (see the constants in `store::read`).
     #[error("query too large: {what} is {requested}, the limit is {max}")]
     QueryTooLarge {

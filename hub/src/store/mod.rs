@@ -12,6 +12,7 @@
 //! - [`rollup`]: per-minute and per-hour aggregates, open buckets in memory, closed ones
 //!   written once, rebuilt from the batch rows after a crash.
 //! - [`devices`]: device registration, tokens (hashes), Hello info.
+//! - [`users`]: people (password hashes) and their login sessions (cookie hashes).
 //! - [`read`]: the read-only connections and the queries: history, raw points, stats.
 //! - [`export`]: streaming CSV.
 //! - [`error`]: [`StoreError`], what went wrong and by how much.
@@ -23,6 +24,7 @@ pub mod ingest;
 pub mod read;
 pub mod rollup;
 pub mod schema;
+pub mod users;
 pub mod writer;
 
 #[cfg(test)]

@@ -111,6 +111,22 @@ pub const MIGRATIONS: &[&str] = &[
     );
     INSERT INTO rollup_state VALUES (1, 0, 0);
     "#,
+    // v3: people who may open the dashboard, and their login sessions.
+    r#"
+    CREATE TABLE users (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        password_hash TEXT NOT NULL,         -- argon2id PHC string; the password is never stored
+        created_at_ms INTEGER NOT NULL
+    );
+    CREATE TABLE sessions (
+        token_hash TEXT PRIMARY KEY,         -- hex SHA-256 of the cookie value
+        user_id INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+        created_at_ms INTEGER NOT NULL,
+        expires_at_ms INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX sessions_by_user ON sessions (user_id);
+    "#,
 ];
 
 /// Open the writer's connection: integrity check first, then pragmas and migrations.

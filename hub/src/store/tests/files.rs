@@ -41,7 +41,7 @@ async fn corrupt_database_is_refused_not_wiped() {
     let pages = bytes.len() / 4096;
     assert!(pages > 10);
     for page in [pages / 2, pages / 2 + 1] {
-        for b in &mut bytes[page * 4096 + 8..page * 4096 + 4000] {
+        for b in &mut bytes[page * 4096..page * 4096 + 4000] {
             *b = 0xA5;
         }
     }
