@@ -32,13 +32,18 @@ pub async fn run(mut config: Config, devices: u32, sample_ms: u32) -> anyhow::Re
     };
     server::run(config, listener, shutdown, move |running| {
         let addr = running.addr;
+        let scheme = if running.state.config.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         println!(
-            "hub demo: dashboard on http://{addr}/  ({devices} simulated devices; Ctrl-C to stop)"
+            "hub demo: dashboard on {scheme}://{addr}/  ({devices} simulated devices; Ctrl-C to stop)"
         );
         let store = running.state.store.clone();
+        let tls_cert = running.state.config.tls.as_ref().map(|t| t.cert.clone());
         let logins = running.state.logins.clone();
         let link_store = store.clone();
-        let scheme = if running.state.config.tls.is_some() { "https" } else { "http" };
         let shown = if addr.ip().is_unspecified() {
             SocketAddr::from(([127, 0, 0, 1], addr.port()))
         } else {
@@ -53,7 +58,7 @@ pub async fn run(mut config: Config, devices: u32, sample_ms: u32) -> anyhow::Re
             }
         });
         tokio::spawn(async move {
-            match fleet(&store, addr, devices, sample_ms).await {
+            match fleet(&store, addr, devices, sample_ms, tls_cert.as_deref()).await {
                 Ok(fleet) => {
                     let reports = run_fleet(fleet, stop_rx).await;
                     let generated: u64 = reports.iter().map(|r| r.generated).sum();
@@ -79,19 +84,26 @@ async fn demo_user(store: &Store) -> anyhow::Result<i64> {
         .await?)
 }
 
-/// Register (or re-key) the demo devices and describe them for the simulator.
+/// Register (or re-key) the demo devices and describe them for the simulator. Under TLS they
+/// connect with wss and trust the hub's own certificate file.
 async fn fleet(
     store: &Store,
     addr: SocketAddr,
     devices: u32,
     sample_ms: u32,
+    tls_cert: Option<&std::path::Path>,
 ) -> anyhow::Result<Vec<SimDevice>> {
     let host = if addr.ip().is_unspecified() {
         SocketAddr::from(([127, 0, 0, 1], addr.port()))
     } else {
         addr
     };
-    let url = format!("ws://{host}/ws/device");
+    let tls = tls_cert
+        .map(firmware::sim::link::tls_trusting)
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
+    let scheme = if tls.is_some() { "wss" } else { "ws" };
+    let url = format!("{scheme}://{host}/ws/device");
     let mut fleet = Vec::with_capacity(devices as usize);
     for n in 1..=devices {
         let name = format!("demo-{n:02}");
@@ -103,6 +115,7 @@ async fn fleet(
         device.sample_interval = Duration::from_millis(u64::from(sample_ms));
         // Demo devices come up with their clocks set, as boards with SNTP do.
         device.sntp = true;
+        device.tls = tls.clone();
         fleet.push(device);
     }
     Ok(fleet)

@@ -38,8 +38,13 @@ pub async fn serve(config: config::Config) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
     server::run(config, listener, server::shutdown_signal(), |running| {
+        let (http, ws) = if running.state.config.tls.is_some() {
+            ("https", "wss")
+        } else {
+            ("http", "ws")
+        };
         println!(
-            "hub listening on http://{} (devices: ws://{}/ws/device)",
+            "hub listening on {http}://{} (devices: {ws}://{}/ws/device)",
             running.addr, running.addr
         );
     })

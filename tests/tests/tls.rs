@@ -176,3 +176,39 @@ async fn a_wrong_certificate_or_key_file_is_a_clear_error_at_start() -> anyhow::
     }
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_simulated_device_streams_over_wss_trusting_only_the_hubs_ca() -> anyhow::Result<()> {
+    use firmware::sim::{SimDevice, link, run_device};
+    let (dir, hub, pki, tokens) = tls_hub().await?;
+    let url = format!("wss://{}/ws/device", hub.addr);
+
+    // Without the CA the simulator refuses to connect, and says why.
+    let no_ca = link::connect(url.clone(), tokens[0].clone(), WAIT).await;
+    assert!(
+        matches!(no_ca, Err(link::ConnectError::NoCa)),
+        "{:?}",
+        no_ca.err()
+    );
+
+    let mut device = SimDevice::new(url, tokens[0].clone(), "secure", 1);
+    device.tls = Some(link::tls_trusting(&pki.ca).map_err(anyhow::Error::msg)?);
+    device.sample_interval = Duration::from_millis(50);
+    device.batch_max_age = Duration::from_millis(100);
+    device.follow_hub_config = false;
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(run_device(device, stop_rx));
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    stop.send(true)?;
+    let report = task.await?;
+    assert!(report.acked_all, "{report:?}");
+    assert_eq!(report.connections, 1, "{report:?}");
+    assert!(report.acked_readings >= 40, "{report:?}");
+    hub.stop().await?;
+    let store = open_store(&dir.path().join("hub.db"))?;
+    let device = store.device_by_name("secure").await?.expect("registered");
+    let stored = store.device_stats(device.id).await?.expect("stats");
+    assert_eq!(stored.stored_readings, report.acked_readings);
+    store.close().await?;
+    Ok(())
+}
