@@ -4,7 +4,8 @@
 # tests of the board's WebSocket link (link/).
 #
 #   firmware/esp32/build.sh                  # both chips, and the C3 deep-sleep variant
-#   firmware/esp32/build.sh esp32c3          # one image: esp32c3, esp32c6 or esp32c3-sleep
+#   firmware/esp32/build.sh esp32c3          # one image: esp32c3, esp32c6, esp32c3-sleep or
+#                                            # esp32c6-sleep (not in the default set: CI time)
 #
 # Each image is also copied to target/images/telemetry-board-<image> (the plain cargo path
 # holds whichever was built last for that chip; the sleep variant is built first so the plain
@@ -40,7 +41,8 @@ for chip in "${chips[@]}"; do
     esp32c3) triple=riscv32imc-unknown-none-elf features=esp32c3 ;;
     esp32c3-sleep) triple=riscv32imc-unknown-none-elf features=esp32c3,deep-sleep ;;
     esp32c6) triple=riscv32imac-unknown-none-elf features=esp32c6 ;;
-    *) echo "unknown image $chip (esp32c3, esp32c6 or esp32c3-sleep)" >&2; exit 2 ;;
+    esp32c6-sleep) triple=riscv32imac-unknown-none-elf features=esp32c6,deep-sleep ;;
+    *) echo "unknown image $chip (esp32c3, esp32c6, esp32c3-sleep or esp32c6-sleep)" >&2; exit 2 ;;
   esac
   echo "== building the $chip image ($triple)"
   start=$(date +%s)
