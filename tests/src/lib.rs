@@ -30,6 +30,38 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 pub mod browser;
 
+/// A simulated device streaming beside a test (a reading every 50 ms, a batch every 100 ms), to
+/// show that whatever the test does to the hub, this device is never disturbed.
+pub struct Bystander {
+    stop: tokio::sync::watch::Sender<bool>,
+    task: JoinHandle<firmware::sim::DeviceReport>,
+}
+
+impl Bystander {
+    pub fn start(url: String, token: String, name: &str) -> Bystander {
+        let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        let mut device = firmware::sim::SimDevice::new(url, token, name, 1);
+        device.sample_interval = Duration::from_millis(50);
+        device.batch_max_age = Duration::from_millis(100);
+        device.follow_hub_config = false;
+        let task = tokio::spawn(firmware::sim::run_device(device, stop_rx));
+        Bystander { stop, task }
+    }
+
+    /// Stop it and check it was never disturbed: connected once, everything it made acked.
+    pub async fn assert_unharmed(self) -> anyhow::Result<firmware::sim::DeviceReport> {
+        self.stop.send(true)?;
+        let report = self.task.await?;
+        anyhow::ensure!(report.acked_all, "the bystander lost data: {report:?}");
+        anyhow::ensure!(
+            report.connections == 1,
+            "the bystander was disconnected: {report:?}"
+        );
+        anyhow::ensure!(report.acked_readings > 0, "the bystander stored nothing");
+        Ok(report)
+    }
+}
+
 /// The user the tests log in as (created on first use in each database).
 pub const TEST_USER: &str = "tester";
 pub const TEST_PASSWORD: &str = "correct horse battery";

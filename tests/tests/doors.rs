@@ -5,7 +5,6 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use firmware::sim::{SimDevice, run_device};
 use tests::browser::{HttpResponse, http_get, http_post_form, http_request};
 use tests::*;
 use tokio::io::AsyncWriteExt;
@@ -15,8 +14,7 @@ use tokio_tungstenite::tungstenite::{self, http::HeaderValue};
 /// A hub with the test user and one healthy device streaming.
 struct Scene {
     hub: TestHub,
-    stop: tokio::sync::watch::Sender<bool>,
-    good: tokio::task::JoinHandle<firmware::sim::DeviceReport>,
+    good: Bystander,
     _dir: tempfile::TempDir,
 }
 
@@ -28,15 +26,9 @@ async fn scene(tweak: impl FnOnce(&mut hub::config::Config)) -> anyhow::Result<S
     let mut config = TestHub::config(&db);
     tweak(&mut config);
     let hub = TestHub::start(config).await?;
-    let (stop, stop_rx) = tokio::sync::watch::channel(false);
-    let mut device = SimDevice::new(hub.device_url(), tokens[0].clone(), "good", 1);
-    device.sample_interval = Duration::from_millis(50);
-    device.batch_max_age = Duration::from_millis(100);
-    device.follow_hub_config = false;
-    let good = tokio::spawn(run_device(device, stop_rx));
+    let good = Bystander::start(hub.device_url(), tokens[0].clone(), "good");
     Ok(Scene {
         hub,
-        stop,
         good,
         _dir: dir,
     })
@@ -44,14 +36,7 @@ async fn scene(tweak: impl FnOnce(&mut hub::config::Config)) -> anyhow::Result<S
 
 impl Scene {
     async fn good_device_unharmed(self) -> anyhow::Result<()> {
-        self.stop.send(true)?;
-        let report = self.good.await?;
-        assert!(report.acked_all, "good device lost data: {report:?}");
-        assert_eq!(
-            report.connections, 1,
-            "good device was disconnected: {report:?}"
-        );
-        assert!(report.acked_readings > 0);
+        self.good.assert_unharmed().await?;
         self.hub.stop().await
     }
 }

@@ -2,7 +2,6 @@
 
 use std::time::Duration;
 
-use firmware::sim::{SimDevice, run_device};
 use futures_util::SinkExt;
 use shared::{CloseReason, HubMsg, RejectReason};
 use tests::*;
@@ -14,8 +13,7 @@ const WAIT: Duration = Duration::from_secs(5);
 struct Scene {
     hub: TestHub,
     bad_token: String,
-    stop: tokio::sync::watch::Sender<bool>,
-    good: tokio::task::JoinHandle<firmware::sim::DeviceReport>,
+    good: Bystander,
     _dir: tempfile::TempDir,
 }
 
@@ -24,16 +22,10 @@ async fn scene() -> anyhow::Result<Scene> {
     let db = dir.path().join("hub.db");
     let tokens = add_devices(&db, &["good".to_string(), "bad".to_string()]).await?;
     let hub = TestHub::start(TestHub::config(&db)).await?;
-    let (stop, stop_rx) = tokio::sync::watch::channel(false);
-    let mut device = SimDevice::new(hub.device_url(), tokens[0].clone(), "good", 1);
-    device.sample_interval = Duration::from_millis(50);
-    device.batch_max_age = Duration::from_millis(100);
-    device.follow_hub_config = false;
-    let good = tokio::spawn(run_device(device, stop_rx));
+    let good = Bystander::start(hub.device_url(), tokens[0].clone(), "good");
     Ok(Scene {
         hub,
         bad_token: tokens[1].clone(),
-        stop,
         good,
         _dir: dir,
     })
@@ -48,14 +40,7 @@ impl Scene {
 
     /// The good device was never disturbed: it stayed connected once, and all it made was acked.
     async fn good_device_unharmed(self) -> anyhow::Result<()> {
-        self.stop.send(true)?;
-        let report = self.good.await?;
-        assert!(report.acked_all, "good device lost data: {report:?}");
-        assert_eq!(
-            report.connections, 1,
-            "good device was disconnected: {report:?}"
-        );
-        assert!(report.acked_readings > 0);
+        self.good.assert_unharmed().await?;
         self.hub.stop().await
     }
 }
