@@ -287,11 +287,12 @@ impl<const OUTBOX_BYTES: usize, const OUTBOX_FRAMES: usize>
         let (kept, mut rest) = match kept {
             Ok(k) => k,
             Err(e) => {
-                let mut core = Self::new(cfg.clone(), now)?;
+                let reason = cfg.reset_reason;
+                let mut core = Self::new(cfg, now)?;
                 core.sleep.may_connect = false;
                 core.sleep.wakes = 1;
-                if cfg.reset_reason != ResetReason::DeepSleepWake {
-                    core.sleep.unreported_reset = Some(cfg.reset_reason);
+                if reason != ResetReason::DeepSleepWake {
+                    core.sleep.unreported_reset = Some(reason);
                 }
                 let report = WakeReport {
                     cold: Some(e),
