@@ -152,6 +152,122 @@ fn same(a: &DeviceMsg, b: &DeviceMsg) -> bool {
     }
 }
 
+/// The hub's clock in the validation properties.
+const NOW: u64 = 1_764_000_000_000;
+
+/// Sensors 0..4 declared, as a hub holds them after a Hello.
+fn declared() -> SensorSet {
+    let mut set = SensorSet::default();
+    (0..4).for_each(|id| {
+        set.insert(id);
+    });
+    set
+}
+
+/// A batch that passes validation against `declared()` at `NOW`, with its resolved base.
+fn valid_batch() -> impl Strategy<Value = (Batch, u64)> {
+    let reading = (0u8..4, 0..=limits::MAX_BATCH_SPAN_MS, -1.0e6f32..1.0e6);
+    (
+        1u32..,
+        any::<u32>(),
+        limits::MIN_PLAUSIBLE_UNIX_MS..=NOW - u64::from(limits::MAX_BATCH_SPAN_MS),
+        prop::collection::vec(reading, 1..=limits::MAX_READINGS_PER_BATCH),
+    )
+        .prop_map(|(seq, dropped, base_ms, readings)| {
+            let batch = Batch {
+                seq,
+                clock: Clock::Sntp { base_ms },
+                dropped,
+                readings: readings
+                    .into_iter()
+                    .map(|(sensor, offset_ms, value)| Reading {
+                        sensor,
+                        offset_ms,
+                        value,
+                    })
+                    .collect(),
+            };
+            (batch, base_ms)
+        })
+}
+
+/// A batch whose readings are each usually valid, so that the first broken rule (if any) can
+/// be any rule at any index: a few undeclared sensors, non-finite values, long offsets, and
+/// bases anywhere (before 2020, in the future, at the edges of the plausible range, `u64::MAX`).
+fn mostly_valid_batch() -> impl Strategy<Value = (Batch, u64)> {
+    let reading = (
+        prop_oneof![20 => 0u8..4, 1 => any::<u8>()],
+        prop_oneof![
+            20 => 0..=limits::MAX_BATCH_SPAN_MS,
+            2 => prop::sample::select(vec![0, 1, limits::MAX_BATCH_SPAN_MS, limits::MAX_BATCH_SPAN_MS + 1]),
+            1 => any::<u32>(),
+        ],
+        prop_oneof![20 => -1.0e6f32..1.0e6, 1 => any::<u32>().prop_map(f32::from_bits)],
+    );
+    (
+        prop_oneof![20 => 1u32.., 1 => Just(0)],
+        prop_oneof![
+            4 => limits::MIN_PLAUSIBLE_UNIX_MS..=NOW,
+            1 => NOW..=NOW + 2 * limits::MAX_FUTURE_SKEW_MS,
+            1 => any::<u64>(),
+            // The edges of the plausible range, where an off-by-one would show.
+            2 => prop::sample::select(vec![
+                limits::MIN_PLAUSIBLE_UNIX_MS - 1,
+                limits::MIN_PLAUSIBLE_UNIX_MS,
+                NOW + limits::MAX_FUTURE_SKEW_MS - 1,
+                NOW + limits::MAX_FUTURE_SKEW_MS,
+                u64::MAX,
+            ]),
+        ],
+        prop::collection::vec(reading, 0..=64),
+    )
+        .prop_map(|(seq, base, readings)| {
+            let batch = Batch {
+                seq,
+                clock: Clock::Hub { base_ms: base },
+                dropped: 0,
+                readings: readings
+                    .into_iter()
+                    .map(|(sensor, offset_ms, value)| Reading {
+                        sensor,
+                        offset_ms,
+                        value,
+                    })
+                    .collect(),
+            };
+            (batch, base)
+        })
+}
+
+/// What `validate_batch` promises, rule by rule and without saturating arithmetic: seq 0, then
+/// emptiness, then the first reading that is not finite, names an undeclared sensor, lies
+/// beyond the span, or falls outside 2020..now + skew.
+fn first_broken_rule(batch: &Batch, sensors: &SensorSet, base: u64) -> Result<(), RejectReason> {
+    if batch.seq == 0 {
+        return Err(RejectReason::InvalidSeq);
+    }
+    if batch.readings.is_empty() {
+        return Err(RejectReason::Empty);
+    }
+    let latest = u128::from(NOW) + u128::from(limits::MAX_FUTURE_SKEW_MS);
+    for (index, r) in (0u16..).zip(&batch.readings) {
+        let ts = u128::from(base) + u128::from(r.offset_ms);
+        if !r.value.is_finite() {
+            return Err(RejectReason::NonFiniteValue { index });
+        } else if !sensors.contains(r.sensor) {
+            return Err(RejectReason::UndeclaredSensor {
+                index,
+                sensor: r.sensor,
+            });
+        } else if r.offset_ms > limits::MAX_BATCH_SPAN_MS {
+            return Err(RejectReason::SpanTooLong { index });
+        } else if !(u128::from(limits::MIN_PLAUSIBLE_UNIX_MS)..=latest).contains(&ts) {
+            return Err(RejectReason::TimestampOutOfRange { index });
+        }
+    }
+    Ok(())
+}
+
 proptest! {
     #[test]
     fn every_device_message_round_trips(msg in device_msg()) {
@@ -179,6 +295,58 @@ proptest! {
         let bytes = codec::to_vec(&msg).unwrap();
         let cut = cut.index(bytes.len());
         prop_assert!(decode_device(&bytes[..cut]).is_err());
+    }
+}
+
+proptest! {
+    #[test]
+    fn every_valid_batch_stays_valid_after_a_round_trip((batch, base) in valid_batch()) {
+        prop_assert_eq!(validate_batch(&batch, &declared(), base, NOW), Ok(()));
+        let msg = DeviceMsg::Batch(batch);
+        let back = decode_device(&codec::to_vec(&msg).unwrap()).unwrap();
+        prop_assert_eq!(&back, &msg);
+        let DeviceMsg::Batch(back) = back else { unreachable!() };
+        prop_assert_eq!(validate_batch(&back, &declared(), base, NOW), Ok(()));
+    }
+
+    #[test]
+    fn validation_names_the_first_broken_rule((batch, base) in mostly_valid_batch()) {
+        prop_assert_eq!(
+            validate_batch(&batch, &declared(), base, NOW),
+            first_broken_rule(&batch, &declared(), base)
+        );
+    }
+
+    #[test]
+    fn any_mutation_of_a_valid_frame_is_an_error_or_judged_consistently(
+        (batch, base) in valid_batch(),
+        at in any::<prop::sample::Index>(),
+        byte in any::<u8>(),
+    ) {
+        let mut bytes = codec::to_vec(&DeviceMsg::Batch(batch)).unwrap();
+        let at = at.index(bytes.len());
+        bytes[at] = byte;
+        match decode_device(&bytes) {
+            Err(_) => {}
+            Ok(DeviceMsg::Batch(mutated)) => prop_assert_eq!(
+                validate_batch(&mutated, &declared(), base, NOW),
+                first_broken_rule(&mutated, &declared(), base),
+                "{:?}", mutated
+            ),
+            // A changed tag can make another message; it must be a whole, canonical one.
+            Ok(other) => prop_assert_eq!(decode_device(&codec::to_vec(&other).unwrap()).unwrap(), other),
+        }
+    }
+
+    #[test]
+    fn a_seq_is_new_above_the_stored_one_with_the_gap_between(stored in any::<Option<u32>>(), seq in any::<u32>()) {
+        let last = stored.unwrap_or(0);
+        let expected = match seq {
+            0 => Err(RejectReason::InvalidSeq),
+            s if s <= last => Ok(SeqVerdict::Duplicate),
+            s => Ok(SeqVerdict::New { gap: s - last - 1 }),
+        };
+        prop_assert_eq!(check_seq(stored, seq), expected);
     }
 }
 
