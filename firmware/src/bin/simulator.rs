@@ -8,13 +8,23 @@
 //! `--devices N` uses the first N. Runs until Ctrl-C or `--duration-s`, then each device
 //! delivers what it still holds, closes with 1000, and a summary is printed. The devices
 //! themselves live in `firmware::sim`; this file only turns flags into them.
+//!
+//! With `--load` it is the load generator instead (`firmware::sim::load`): lean devices that
+//! send whole batches at `--rate` batches/s each (0: as fast as acks come back, at most
+//! `--window` unacked), of `--batch` readings, for `--warmup-s` then a measured `--duration-s`;
+//! it prints readings offered and acked, ack latency p50/p99/max and reconnects.
+//!
+//! ```text
+//! simulator --load --token-file tokens.txt --devices 1000 --rate 1 --batch 32 --duration-s 60
+//! simulator --load --idle --token-file tokens.txt --devices 10000 --duration-s 30
+//! ```
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use firmware::sim::{FleetSummary, SimDevice, run_fleet};
+use firmware::sim::{FleetSummary, LoadConfig, SimDevice, run_fleet, run_load};
 use tokio::sync::watch;
 
 #[derive(Debug, Parser)]
@@ -47,6 +57,25 @@ struct Args {
     /// Devices start with their clock set from the host (as by SNTP) instead of unset.
     #[arg(long)]
     sntp: bool,
+    /// Load generator mode (see the file header); `--duration-s` is then the measured window
+    /// (default 10 s).
+    #[arg(long)]
+    load: bool,
+    /// Load mode: batches per second per device; 0 sends as fast as acks free the window.
+    #[arg(long, default_value_t = 0.0)]
+    rate: f64,
+    /// Load mode: unacked batches per device, at most (the hub reads 64 ahead of its acks).
+    #[arg(long, default_value_t = 64)]
+    window: usize,
+    /// Load mode: seconds between the last device connecting and the measured window.
+    #[arg(long, default_value_t = 3)]
+    warmup_s: u64,
+    /// Load mode: connect and hold the sockets, send no batches.
+    #[arg(long)]
+    idle: bool,
+    /// Load mode: seconds to wait for every device to connect before measuring anyway.
+    #[arg(long, default_value_t = 120)]
+    connect_timeout_s: u64,
 }
 
 #[tokio::main]
@@ -58,6 +87,9 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let args = Args::parse();
+    if args.load {
+        return load(&args).await;
+    }
     let devices = devices(&args)?;
     tracing::info!(devices = devices.len(), url = %args.url, "starting simulated devices");
 
@@ -80,7 +112,50 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn devices(args: &Args) -> anyhow::Result<Vec<SimDevice>> {
+async fn load(args: &Args) -> anyhow::Result<()> {
+    match raise_fd_limit() {
+        Ok(n) => tracing::info!(open_files = n, "raised the open-file limit"),
+        Err(e) => tracing::warn!("could not raise the open-file limit: {e}"),
+    }
+    let mut tokens = tokens(args)?;
+    let n = args.devices.unwrap_or(tokens.len());
+    if n == 0 || n > tokens.len() {
+        bail!(
+            "--load needs one token per device: {n} devices, {} tokens",
+            tokens.len()
+        );
+    }
+    tokens.truncate(n);
+    let cfg = LoadConfig {
+        url: args.url.clone(),
+        tokens,
+        rate: args.rate,
+        batch: args.batch.unwrap_or(32),
+        window: args.window.max(1),
+        idle: args.idle,
+        duration: Duration::from_secs(if args.duration_s == 0 {
+            10
+        } else {
+            args.duration_s
+        }),
+        warmup: Duration::from_secs(args.warmup_s),
+        connect_timeout: Duration::from_secs(args.connect_timeout_s),
+        seed: args.seed,
+    };
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let run = tokio::spawn(run_load(cfg, stop_rx));
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            stop_tx.send_replace(true);
+        }
+    });
+    let report = run.await.context("the load task failed")?;
+    println!("{report}");
+    println!("LOAD_RESULT {}", report.json());
+    Ok(())
+}
+
+fn tokens(args: &Args) -> anyhow::Result<Vec<String>> {
     let mut tokens = args.tokens.clone();
     if let Some(path) = &args.token_file {
         let text =
@@ -92,6 +167,11 @@ fn devices(args: &Args) -> anyhow::Result<Vec<SimDevice>> {
                 .map(str::to_owned),
         );
     }
+    Ok(tokens)
+}
+
+fn devices(args: &Args) -> anyhow::Result<Vec<SimDevice>> {
+    let tokens = tokens(args)?;
     let n = args.devices.unwrap_or(tokens.len());
     if tokens.is_empty() {
         bail!("no device tokens: give --token or --token-file");
@@ -125,4 +205,24 @@ fn devices(args: &Args) -> anyhow::Result<Vec<SimDevice>> {
             d
         })
         .collect())
+}
+
+/// Raise the soft open-file limit to the hard one: each load device is a socket. (Here, not in
+/// the library, which forbids `unsafe`.)
+fn raise_fd_limit() -> std::io::Result<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct we pass.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        lim.rlim_cur = lim.rlim_max;
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(lim.rlim_cur)
 }

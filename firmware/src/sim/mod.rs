@@ -9,6 +9,8 @@
 //! - [`device`]: one device's event loop ([`run_device`]) and its settings and report.
 //! - [`link`]: connecting (token, subprotocol, small buffers) and the `Sender` adapter.
 //! - [`fleet`]: many devices at once, and a summary.
+//! - [`load`]: the load generator: lean devices that send whole batches at a set rate and
+//!   measure ack latency, ten thousand to a process.
 //!
 //! ```no_run
 //! # async fn demo() {
@@ -26,8 +28,10 @@
 pub mod device;
 pub mod fleet;
 pub mod link;
+pub mod load;
 pub mod sensors;
 
 pub use device::{DeviceReport, RecordedReading, SimCore, SimDevice, run_device};
 pub use fleet::{FleetSummary, run_fleet};
+pub use load::{LoadConfig, LoadReport, run_load};
 pub use sensors::SimSensors;
