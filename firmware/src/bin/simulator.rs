@@ -57,6 +57,10 @@ struct Args {
     /// Devices start with their clock set from the host (as by SNTP) instead of unset.
     #[arg(long)]
     sntp: bool,
+    /// For a wss:// URL: the CA certificate (PEM) the devices trust, as a board trusts the CA
+    /// in its config image (e.g. the hub's --tls-cert when it is self-signed).
+    #[arg(long, value_name = "FILE")]
+    ca: Option<PathBuf>,
     /// Load generator mode (see the file header); `--duration-s` is then the measured window
     /// (default 10 s).
     #[arg(long)]
@@ -113,6 +117,9 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn load(args: &Args) -> anyhow::Result<()> {
+    if args.url.starts_with("wss://") {
+        bail!("--load speaks ws:// only (it measures the hub, not TLS); use a ws:// URL");
+    }
     match raise_fd_limit() {
         Ok(n) => tracing::info!(open_files = n, "raised the open-file limit"),
         Err(e) => tracing::warn!("could not raise the open-file limit: {e}"),
@@ -183,6 +190,15 @@ fn devices(args: &Args) -> anyhow::Result<Vec<SimDevice>> {
         );
     }
     let pinned = args.sample_ms.is_some() || args.batch.is_some();
+    let tls = args
+        .ca
+        .as_deref()
+        .map(firmware::sim::link::tls_trusting)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("--ca: {e}"))?;
+    if args.url.starts_with("wss://") && tls.is_none() {
+        bail!("a wss:// URL needs --ca FILE (the CA certificate the hub's certificate chains to)");
+    }
     Ok(tokens
         .into_iter()
         .take(n)
@@ -202,6 +218,7 @@ fn devices(args: &Args) -> anyhow::Result<Vec<SimDevice>> {
             }
             d.follow_hub_config = !pinned;
             d.sntp = args.sntp;
+            d.tls = tls.clone();
             d
         })
         .collect())
