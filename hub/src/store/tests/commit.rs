@@ -188,6 +188,7 @@ async fn full_queue_makes_enqueue_wait() {
     let dir = TempDir::new().unwrap();
     let store = Store::open(StoreConfig {
         queue_batches: 2,
+        busy_timeout: Duration::from_millis(10),
         ..manual_config(&dir)
     })
     .unwrap();
@@ -201,6 +202,10 @@ async fn full_queue_makes_enqueue_wait() {
             points(T0 + i64::from(seq) * 1000 - 500, 2, 100, &[0]),
         )
     };
+    // A disk that does not keep up: the writer cannot commit while another connection holds
+    // the write lock.
+    let blocker = raw_db(&config(&dir).path);
+    blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
     let t1 = store.enqueue(b(1)).await.unwrap();
     let t2 = store.enqueue(b(2)).await.unwrap();
     let third = store.enqueue(b(3));
@@ -211,12 +216,47 @@ async fn full_queue_makes_enqueue_wait() {
             .is_err(),
         "a third batch got in past a queue of 2"
     );
-    store.flush().await.unwrap();
+    blocker.execute_batch("COMMIT").unwrap();
     assert!(t1.await.is_ok() && t2.await.is_ok());
     let t3 = third.await.unwrap();
     store.flush().await.unwrap();
     assert_eq!(t3.await.unwrap(), Committed::Stored { gap: 0 });
     store.clone().close().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_group_of_half_the_queue_commits_without_waiting_for_the_interval() {
+    let dir = TempDir::new().unwrap();
+    // The interval is an hour: only the group size can start this commit.
+    let store = Store::open(StoreConfig {
+        queue_batches: 8,
+        ..manual_config(&dir)
+    })
+    .unwrap();
+    let dev = device(&store, "a").await;
+    let commits_before = store.health().commits;
+    let mut tickets = Vec::new();
+    for seq in 1..=4u32 {
+        let t = T0 + i64::from(seq) * 1000;
+        tickets.push(
+            store
+                .enqueue(batch(dev, 1, seq, t, points(t - 1000, 4, 250, &[0])))
+                .await
+                .unwrap(),
+        );
+    }
+    for ticket in tickets {
+        let answer = tokio::time::timeout(Duration::from_secs(10), ticket)
+            .await
+            .expect("a group of half the queue waited for the interval");
+        assert_eq!(answer.unwrap(), Committed::Stored { gap: 0 });
+    }
+    assert_eq!(
+        store.health().commits,
+        commits_before + 1,
+        "4 batches, one commit"
+    );
+    store.close().await.unwrap();
 }
 
 #[tokio::test]
