@@ -449,3 +449,31 @@ async fn an_honest_backlog_after_an_outage_is_never_rate_limited() -> anyhow::Re
     assert_eq!(stats["stats"]["stored_readings"], 36_000, "{stats}");
     s.good_device_unharmed().await
 }
+
+#[tokio::test]
+async fn a_device_following_the_hubs_faster_config_is_not_rate_limited() -> anyhow::Result<()> {
+    // The hub tells devices to sample every 10 ms; this one's Hello (sent before it learns
+    // that) declares 10 readings/s. What it then samples, 100 per second, is still accepted.
+    let dir = tempfile::tempdir()?;
+    let db = dir.path().join("hub.db");
+    let tokens = add_devices(&db, &["follower".to_string()]).await?;
+    let mut config = TestHub::config(&db);
+    config.device.sample_interval_ms = 10;
+    let hub = TestHub::start(config).await?;
+    let (mut ws, welcome) = greet(&hub.device_url(), &tokens[0], 1, 1).await?;
+    assert_eq!(welcome.config.sample_interval_ms, 10);
+    let start = now_ms() - 60_000;
+    for seq in 1..=20u32 {
+        let base = start + u64::from(seq - 1) * 1_000;
+        let readings: Vec<(u8, u32, f32)> = (0..100).map(|i| (0u8, i * 10, i as f32)).collect();
+        send(&mut ws, &batch(seq, base, &readings)).await?;
+    }
+    let mut acked = 0;
+    while acked < 20 {
+        match recv(&mut ws, WAIT).await? {
+            HubMsg::Ack { seq } => acked = seq,
+            other => panic!("refused: {other:?}"),
+        }
+    }
+    hub.stop().await
+}

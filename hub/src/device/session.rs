@@ -133,7 +133,15 @@ pub async fn run(mut socket: WebSocket, app: AppState, device: DeviceRecord) {
         accepted_seq: stored_seq.unwrap_or(0),
         committed_seq: stored_seq.unwrap_or(0),
         invalid_streak: 0,
-        rate: RateGuard::new(hello.declared_rate, app.config.rate_limit_factor),
+        // A device that follows the config in Welcome may sample faster than its Hello said
+        // (Hello goes out first): the limit is the larger of the two rates.
+        rate: RateGuard::new(
+            hello.declared_rate.max(configured_rate(
+                hello.sensors.len(),
+                app.config.device.sample_interval_ms,
+            )),
+            app.config.rate_limit_factor,
+        ),
         name: name.clone(),
         device,
         app: app.clone(),
@@ -455,6 +463,12 @@ impl Session {
             });
         }
     }
+}
+
+/// Readings per second of `sensors` sampled every `interval_ms` (rounded up).
+fn configured_rate(sensors: usize, interval_ms: u32) -> u16 {
+    let per_s = (sensors as u64 * 1000).div_ceil(u64::from(interval_ms.max(1)));
+    per_s.min(u64::from(u16::MAX)) as u16
 }
 
 fn status_event(name: &Arc<str>, online: bool, firmware: Option<&str>) -> LiveEvent {
