@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::{SinkExt, StreamExt};
-use shared::{Batch, Clock, DeviceMsg, Hello, HubMsg, Reading, ResetReason};
+use shared::{Batch, Clock, DeviceMsg, Heartbeat, Hello, HubMsg, Reading, ResetReason};
 use tokio::sync::{Semaphore, watch};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::{Bytes, Message};
@@ -329,7 +329,7 @@ async fn run_one(
             _ = end.changed() => break,
         };
         drop(permit);
-        let Some(mut ws) = connected else {
+        let Some((mut ws, heartbeat)) = connected else {
             shared.connect_failures.fetch_add(1, Ordering::Relaxed);
             tokio::select! {
                 _ = tokio::time::sleep(RECONNECT_PAUSE) => continue,
@@ -341,7 +341,9 @@ async fn run_one(
         }
         first = false;
         shared.connected.fetch_add(1, Ordering::Relaxed);
-        let ended = device.session(&mut ws, &cfg, &shared, &mut end).await;
+        let ended = device
+            .session(&mut ws, heartbeat, &cfg, &shared, &mut end)
+            .await;
         shared.connected.fetch_sub(1, Ordering::Relaxed);
         device.hand_over_latencies(&shared);
         if ended {
@@ -373,7 +375,8 @@ struct InFlight {
 
 impl LoadDevice {
     /// Connect and exchange Hello/Welcome (a new boot id each time: sequence numbers restart).
-    async fn handshake(&mut self, cfg: &LoadConfig) -> Option<Ws> {
+    /// Returns the socket and the heartbeat interval the hub asked for.
+    async fn handshake(&mut self, cfg: &LoadConfig) -> Option<(Ws, Duration)> {
         let token = cfg.tokens[self.index].clone();
         let attempt = async {
             let mut ws = link::connect(cfg.url.clone(), token, HANDSHAKE_TIMEOUT)
@@ -396,7 +399,10 @@ impl LoadDevice {
             while let Some(Ok(m)) = ws.next().await {
                 if let Message::Binary(b) = m {
                     return match shared::decode_hub(&b) {
-                        Ok(HubMsg::Welcome(_)) => Some(ws),
+                        Ok(HubMsg::Welcome(w)) => Some((
+                            ws,
+                            Duration::from_millis(u64::from(w.config.heartbeat_ms.max(100))),
+                        )),
                         _ => None,
                     };
                 }
@@ -409,10 +415,13 @@ impl LoadDevice {
             .flatten()
     }
 
-    /// Send and read until `end` (true) or the connection is lost (false).
+    /// Send and read until `end` (true) or the connection is lost (false). A device with
+    /// nothing else to send sends a Heartbeat each `heartbeat`, as a board does: the hub closes
+    /// a device it has not heard from in three.
     async fn session(
         &mut self,
         ws: &mut Ws,
+        heartbeat: Duration,
         cfg: &LoadConfig,
         shared: &Shared,
         end: &mut watch::Receiver<bool>,
@@ -429,6 +438,7 @@ impl LoadDevice {
         let mut due: u64 = 0;
         let mut seq: u32 = 0;
         let mut in_flight: VecDeque<InFlight> = VecDeque::with_capacity(cfg.window.min(256));
+        let mut last_sent = Instant::now();
         loop {
             if !cfg.idle {
                 let mut wrote = false;
@@ -452,11 +462,23 @@ impl LoadDevice {
                         readings,
                     });
                 }
-                if wrote && ws.flush().await.is_err() {
-                    return false;
+                if wrote {
+                    if ws.flush().await.is_err() {
+                        return false;
+                    }
+                    last_sent = Instant::now();
                 }
             }
             tokio::select! {
+                _ = tokio::time::sleep_until(last_sent + heartbeat) => {
+                    let beat = DeviceMsg::Heartbeat(Heartbeat {
+                        uptime_ms: self.started.elapsed().as_millis() as u64,
+                    });
+                    if send(ws, &beat).await.is_err() || ws.flush().await.is_err() {
+                        return false;
+                    }
+                    last_sent = Instant::now();
+                }
                 _ = tokio::time::sleep_until(next_due), if paced && !cfg.idle => {
                     due += 1;
                     next_due += period;
@@ -491,10 +513,14 @@ impl LoadDevice {
                             }
                         }
                         Ok(HubMsg::Reject { seq: rejected, .. }) => {
-                            if let Some(at) = in_flight.iter().position(|f| f.seq == rejected) {
-                                if let Some(f) = in_flight.remove(at) {
-                                    shared.rejected_readings.fetch_add(u64::from(f.readings), Ordering::Relaxed);
-                                }
+                            if let Some(f) = in_flight
+                                .iter()
+                                .position(|f| f.seq == rejected)
+                                .and_then(|at| in_flight.remove(at))
+                            {
+                                shared
+                                    .rejected_readings
+                                    .fetch_add(u64::from(f.readings), Ordering::Relaxed);
                             }
                         }
                         Ok(HubMsg::Goodbye { .. }) => return false,
