@@ -85,32 +85,26 @@ async fn a_text_frame_gets_1003() -> anyhow::Result<()> {
     let s = scene().await?;
     let mut ws = s.bad_client().await?;
     ws.send(Message::Text("hello".into())).await?;
-    assert_eq!(
-        closing(&mut ws, WAIT).await?,
-        (
-            Some(HubMsg::Goodbye {
-                reason: CloseReason::BadFrame
-            }),
-            Some(1003)
-        )
-    );
+    assert_eq!(closing(&mut ws, WAIT).await?, bad_frame(1003));
     s.good_device_unharmed().await
+}
+
+/// Goodbye `BadFrame`, then the close `code`.
+fn bad_frame(code: u16) -> (Option<HubMsg>, Option<u16>) {
+    (
+        Some(HubMsg::Goodbye {
+            reason: CloseReason::BadFrame,
+        }),
+        Some(code),
+    )
 }
 
 #[tokio::test]
 async fn bytes_that_do_not_decode_get_1007() -> anyhow::Result<()> {
     let s = scene().await?;
-    let mut ws = s.bad_client().await?;
-    ws.send(Message::Binary(vec![1, 0xff, 0xff, 0xff].into()))
-        .await?;
     assert_eq!(
-        closing(&mut ws, WAIT).await?,
-        (
-            Some(HubMsg::Goodbye {
-                reason: CloseReason::BadFrame
-            }),
-            Some(1007)
-        )
+        answer_to(&s, vec![1, 0xff, 0xff, 0xff]).await?,
+        bad_frame(1007)
     );
     s.good_device_unharmed().await
 }
@@ -118,20 +112,8 @@ async fn bytes_that_do_not_decode_get_1007() -> anyhow::Result<()> {
 #[tokio::test]
 async fn a_frame_over_the_limit_gets_1009() -> anyhow::Result<()> {
     let s = scene().await?;
-    let mut ws = s.bad_client().await?;
-    ws.send(Message::Binary(
-        vec![1u8; shared::limits::MAX_DEVICE_FRAME_BYTES + 1].into(),
-    ))
-    .await?;
-    assert_eq!(
-        closing(&mut ws, WAIT).await?,
-        (
-            Some(HubMsg::Goodbye {
-                reason: CloseReason::BadFrame
-            }),
-            Some(1009)
-        )
-    );
+    let frame = vec![1u8; shared::limits::MAX_DEVICE_FRAME_BYTES + 1];
+    assert_eq!(answer_to(&s, frame).await?, bad_frame(1009));
     s.good_device_unharmed().await
 }
 
@@ -287,16 +269,7 @@ async fn truncated_frames_huge_length_prefixes_overlong_varints_and_bad_utf8_get
         ("trailing bytes", [valid.clone(), vec![0]].concat()),
     ];
     for (what, frame) in cases {
-        assert_eq!(
-            answer_to(&s, frame).await?,
-            (
-                Some(HubMsg::Goodbye {
-                    reason: CloseReason::BadFrame
-                }),
-                Some(1007)
-            ),
-            "{what}"
-        );
+        assert_eq!(answer_to(&s, frame).await?, bad_frame(1007), "{what}");
     }
     s.good_device_unharmed().await
 }
