@@ -39,19 +39,31 @@ pub struct Limits {
 /// Open connections, in total and per source address.
 #[derive(Debug, Default)]
 pub struct Connections {
-    per_ip: Mutex<HashMap<IpAddr, usize>>,
+    counts: Mutex<Counts>,
+}
+
+/// The total is kept beside the map, so accepting a connection costs O(1), not a sum over
+/// every address.
+#[derive(Debug, Default)]
+struct Counts {
+    total: usize,
+    per_ip: HashMap<IpAddr, usize>,
 }
 
 impl Connections {
+    fn counts(&self) -> std::sync::MutexGuard<'_, Counts> {
+        self.counts.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// A slot for a connection from `ip`, or `None` when a limit is reached.
     pub fn try_open(self: &Arc<Self>, ip: IpAddr, limits: &Limits) -> Option<Slot> {
-        let mut per_ip = self.per_ip.lock().unwrap_or_else(|e| e.into_inner());
-        let total: usize = per_ip.values().sum();
-        let mine = per_ip.get(&ip).copied().unwrap_or(0);
-        if total >= limits.max_total || mine >= limits.max_per_ip {
+        let mut counts = self.counts();
+        let mine = counts.per_ip.get(&ip).copied().unwrap_or(0);
+        if counts.total >= limits.max_total || mine >= limits.max_per_ip {
             return None;
         }
-        *per_ip.entry(ip).or_insert(0) += 1;
+        counts.total += 1;
+        *counts.per_ip.entry(ip).or_insert(0) += 1;
         Some(Slot {
             connections: self.clone(),
             ip,
@@ -60,11 +72,7 @@ impl Connections {
 
     /// Open connections now.
     pub fn open(&self) -> usize {
-        self.per_ip
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .sum()
+        self.counts().total
     }
 }
 
@@ -77,16 +85,13 @@ pub struct Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        let mut per_ip = self
-            .connections
-            .per_ip
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = per_ip.get_mut(&self.ip) {
+        let mut counts = self.connections.counts();
+        if let Some(n) = counts.per_ip.get_mut(&self.ip) {
             *n -= 1;
             if *n == 0 {
-                per_ip.remove(&self.ip);
+                counts.per_ip.remove(&self.ip);
             }
+            counts.total -= 1;
         }
     }
 }
