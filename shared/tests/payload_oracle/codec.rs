@@ -1,0 +1,262 @@
+//! The payload codec: byte-aligned headers (one per series, with its mode, its timestamps
+//! unless it shares the previous series' and its first value), then one bit stream of
+//! delta-of-delta timestamp codes and value codes (layout in the parent module and
+//! `docs/storage-payload.md`).
+
+use alloc::vec::Vec;
+
+use super::bits::{BitReader, BitSink, BitWriter};
+use super::bytes::{ByteCursor, unzigzag, write_varint, zigzag};
+use super::values::{Coded, Start, ValueCodec};
+use super::{FORMAT_VERSION, PayloadError, Point};
+use shared::limits::MAX_READINGS_PER_BATCH;
+
+/// Bit 7 of a series' mode byte: its timestamps (and so its count) are those of the series
+/// before it. Devices sample all their sensors at one instant, so this is the usual case; it
+/// saves the count, the first timestamp and every timestamp code.
+const SHARES_TIMESTAMPS: u8 = 0x80;
+
+/// Payload bits of the delta-of-delta buckets whose prefix is 1, 2, 3, 4 or 5 one-bits
+/// (`10`, `110`, `1110`, `11110`, `11111`); the prefix `0` alone means a delta-of-delta of 0.
+/// Sized for millisecond clocks: a few ms of jitter fits the first bucket, a skipped sample of
+/// a 1 Hz series the third, an hour's gap the fourth; the last takes any `i64`.
+const DOD_BUCKET_BITS: [u32; 5] = [4, 7, 12, 24, 64];
+
+/// Append the encoding of `points` to `out`.
+///
+/// Points may come in any order; decoding returns them grouped by sensor (ascending), each
+/// sensor's points sorted by `ts_ms` (stable: points with the same sensor and timestamp keep
+/// their order). A stored batch holds at most [`MAX_READINGS_PER_BATCH`] points, and decode
+/// refuses more, so passing more is a caller bug.
+pub fn encode(points: &[Point], out: &mut Vec<u8>) {
+    debug_assert!(
+        points.len() <= MAX_READINGS_PER_BATCH,
+        "a payload holds at most {MAX_READINGS_PER_BATCH} points, got {}",
+        points.len()
+    );
+    let mut sorted = points.to_vec();
+    sorted.sort_by_key(|p| (p.sensor, p.ts_ms));
+    let mut series: Vec<Series<'_>> = Vec::new();
+    for points in sorted.chunk_by(|a, b| a.sensor == b.sensor) {
+        let shares_timestamps = series.last().is_some_and(|prev| {
+            prev.points.len() == points.len()
+                && prev
+                    .points
+                    .iter()
+                    .zip(points)
+                    .all(|(a, b)| a.ts_ms == b.ts_ms)
+        });
+        series.push(Series {
+            points,
+            shares_timestamps,
+            values: Coded::cheapest(points),
+        });
+    }
+
+    out.push(FORMAT_VERSION);
+    write_varint(out, series.len() as u64);
+    let mut prev_first_ts = 0i64;
+    for s in &series {
+        let Some(first) = s.points.first() else {
+            continue;
+        };
+        out.push(first.sensor);
+        let shares = if s.shares_timestamps {
+            SHARES_TIMESTAMPS
+        } else {
+            0
+        };
+        out.push(shares | s.values.codec().mode_bits());
+        if !s.shares_timestamps {
+            write_varint(out, s.points.len() as u64);
+            write_varint(out, zigzag(first.ts_ms.wrapping_sub(prev_first_ts)));
+            prev_first_ts = first.ts_ms;
+        }
+        s.values.write_first(out);
+    }
+
+    let mut bits = BitWriter::new(out);
+    // The delta predictor runs on across series: sensors of one device share a period, so a
+    // series' first delta costs as little as any other.
+    let mut prev_delta = 0i64;
+    for s in &series {
+        if !s.shares_timestamps {
+            for pair in s.points.windows(2) {
+                let delta = pair[1].ts_ms.wrapping_sub(pair[0].ts_ms);
+                write_dod(&mut bits, delta.wrapping_sub(prev_delta));
+                prev_delta = delta;
+            }
+        }
+        s.values.write_codes(&mut bits);
+    }
+    bits.finish();
+}
+
+/// The points of one sensor, sorted by time, and how they are coded.
+struct Series<'a> {
+    points: &'a [Point],
+    shares_timestamps: bool,
+    values: Coded<'a>,
+}
+
+/// Decode a payload, appending its points to `out`. On error `out` is left as it was.
+pub fn decode(bytes: &[u8], out: &mut Vec<Point>) -> Result<(), PayloadError> {
+    let start = out.len();
+    let result = decode_into(bytes, out);
+    if result.is_err() {
+        out.truncate(start);
+    }
+    result
+}
+
+/// The byte-aligned header of one series.
+struct SeriesHeader {
+    sensor: u8,
+    count: usize,
+    first_ts_ms: i64,
+    shares_timestamps: bool,
+    values: Start,
+}
+
+fn decode_into(bytes: &[u8], out: &mut Vec<Point>) -> Result<(), PayloadError> {
+    let mut cursor = ByteCursor { rest: bytes };
+    let version = cursor.u8()?;
+    if version != FORMAT_VERSION {
+        return Err(PayloadError::UnsupportedVersion {
+            version,
+            supported: FORMAT_VERSION,
+        });
+    }
+    // Every series has a point, so the point limit bounds the series count too.
+    let series_count = cursor.varint()?;
+    if series_count > MAX_READINGS_PER_BATCH as u64 {
+        return Err(PayloadError::TooManySeries {
+            count: series_count,
+            max: MAX_READINGS_PER_BATCH,
+        });
+    }
+    let mut headers: Vec<SeriesHeader> = Vec::with_capacity(series_count as usize);
+    let mut total = 0u64;
+    let mut prev_first_ts = 0i64;
+    for _ in 0..series_count {
+        let sensor = cursor.u8()?;
+        if let Some(previous) = headers.last().map(|h| h.sensor).filter(|&p| p >= sensor) {
+            return Err(PayloadError::SensorOutOfOrder { sensor, previous });
+        }
+        let mode = cursor.u8()?;
+        let codec = ValueCodec::from_mode_bits(mode & !SHARES_TIMESTAMPS)
+            .ok_or(PayloadError::UnknownSeriesMode { sensor, mode })?;
+        let shares_timestamps = mode & SHARES_TIMESTAMPS != 0;
+        let (count, first_ts_ms) = if shares_timestamps {
+            let prev = headers
+                .last()
+                .ok_or(PayloadError::NoTimestampsToShare { sensor })?;
+            (prev.count as u64, prev.first_ts_ms)
+        } else {
+            let count = cursor.varint()?;
+            let first_ts_ms = prev_first_ts.wrapping_add(unzigzag(cursor.varint()?));
+            prev_first_ts = first_ts_ms;
+            (count, first_ts_ms)
+        };
+        if count == 0 {
+            return Err(PayloadError::EmptySeries { sensor });
+        }
+        total = total.saturating_add(count);
+        if total > MAX_READINGS_PER_BATCH as u64 {
+            return Err(PayloadError::TooManyPoints {
+                count: total,
+                max: MAX_READINGS_PER_BATCH,
+            });
+        }
+        let values = super::values::read_first(&mut cursor, codec)?;
+        headers.push(SeriesHeader {
+            sensor,
+            count: count as usize,
+            first_ts_ms,
+            shares_timestamps,
+            values,
+        });
+    }
+
+    out.reserve(total as usize);
+    let mut bits = BitReader::new(cursor.rest);
+    let mut prev_delta = 0i64;
+    let mut prev_series_start = out.len();
+    for h in &headers {
+        let series_start = out.len();
+        if h.shares_timestamps {
+            // The previous series has exactly `h.count` points: its header said so.
+            for i in prev_series_start..series_start {
+                let ts_ms = out[i].ts_ms;
+                out.push(Point {
+                    sensor: h.sensor,
+                    ts_ms,
+                    value: 0.0,
+                });
+            }
+        } else {
+            let mut ts_ms = h.first_ts_ms;
+            out.push(Point {
+                sensor: h.sensor,
+                ts_ms,
+                value: 0.0,
+            });
+            for _ in 1..h.count {
+                prev_delta = prev_delta.wrapping_add(read_dod(&mut bits)?);
+                ts_ms = ts_ms.wrapping_add(prev_delta);
+                out.push(Point {
+                    sensor: h.sensor,
+                    ts_ms,
+                    value: 0.0,
+                });
+            }
+        }
+        super::values::read_codes(
+            &mut bits,
+            h.sensor,
+            h.values,
+            out.get_mut(series_start..).unwrap_or_default(),
+        )?;
+        prev_series_start = series_start;
+    }
+    bits.finish()
+}
+
+/// Delta-of-delta code: `0`, or one to four 1-bits and a 0-bit followed by a signed field of
+/// `DOD_BUCKET_BITS` bits, or five 1-bits followed by 64 bits.
+fn write_dod(bits: &mut impl BitSink, dod: i64) {
+    if dod == 0 {
+        bits.bit(false);
+        return;
+    }
+    for (i, &width) in DOD_BUCKET_BITS.iter().enumerate() {
+        let ones = i as u32 + 1;
+        if width == 64 || (-(1i64 << (width - 1))..(1i64 << (width - 1))).contains(&dod) {
+            let is_last = ones as usize == DOD_BUCKET_BITS.len();
+            // `ones` one-bits, then a terminating zero unless this is the last bucket.
+            let prefix_len = if is_last { ones } else { ones + 1 };
+            let prefix = if is_last {
+                (1 << ones) - 1
+            } else {
+                ((1 << ones) - 1) << 1
+            };
+            bits.bits(prefix, prefix_len);
+            bits.bits(dod as u64, width);
+            return;
+        }
+    }
+}
+
+fn read_dod(bits: &mut BitReader<'_>) -> Result<i64, PayloadError> {
+    let mut ones = 0;
+    while ones < DOD_BUCKET_BITS.len() && bits.bit()? {
+        ones += 1;
+    }
+    let Some(&width) = ones.checked_sub(1).and_then(|i| DOD_BUCKET_BITS.get(i)) else {
+        return Ok(0);
+    };
+    let raw = bits.bits(width)?;
+    // Sign-extend the `width`-bit two's complement field.
+    let shift = 64 - width;
+    Ok(((raw << shift) as i64) >> shift)
+}
