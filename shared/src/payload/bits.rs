@@ -2,78 +2,67 @@
 //! within a byte (the stream's first bit is bit 7 of its first byte). The writer pads the last
 //! byte with zero bits; the reader checks that padding and that nothing follows it.
 //!
-//! The encoder writes each code through a [`BitSink`]: a [`BitCount`] to price the codecs a
-//! series could use, then the [`BitWriter`] for the one it picks, so a price is always exactly
-//! what the code costs.
+//! Both sides move whole fields, not bits: the writer gathers fields in a 64-bit accumulator and
+//! stores 32 bits at a time; the reader loads the 8 bytes under its position and takes a field
+//! (or counts a run of 1-bits, for the unary codes) with one shift.
 
 use alloc::vec::Vec;
 
 use super::PayloadError;
 
-/// Where codes go: bytes, or a count of the bits they would take.
-pub(super) trait BitSink {
-    /// Writes the low `n` bits of `value`, most significant first. `n` is at most 64.
-    fn bits(&mut self, value: u64, n: u32);
-
-    fn bit(&mut self, bit: bool) {
-        self.bits(u64::from(bit), 1);
-    }
-}
-
-/// Counts the bits written to it.
-#[derive(Default)]
-pub(super) struct BitCount(pub(super) u64);
-
-impl BitSink for BitCount {
-    fn bits(&mut self, _value: u64, n: u32) {
-        self.0 += u64::from(n);
-    }
-}
-
 /// Appends bits to a byte vector.
 pub(super) struct BitWriter<'a> {
     out: &'a mut Vec<u8>,
-    /// Bits not yet pushed, right-aligned; fewer than 8 between calls.
-    pending: u64,
-    pending_len: u32,
+    /// Bits not yet stored, right-aligned; the bits above the lowest `len` are stale.
+    acc: u64,
+    /// Fewer than 32 between calls, so a field of up to 32 bits always fits in `acc`.
+    len: u32,
 }
 
 impl<'a> BitWriter<'a> {
     pub(super) fn new(out: &'a mut Vec<u8>) -> Self {
         Self {
             out,
-            pending: 0,
-            pending_len: 0,
+            acc: 0,
+            len: 0,
         }
     }
 
-    /// Pads the last byte with zero bits.
-    pub(super) fn finish(self) {
-        if self.pending_len > 0 {
-            self.out
-                .push((self.pending << (8 - self.pending_len)) as u8);
-        }
-    }
-}
-
-impl BitSink for BitWriter<'_> {
-    fn bits(&mut self, value: u64, n: u32) {
+    /// Writes the low `n` bits of `value`, most significant first. `n` is at most 64.
+    #[inline]
+    pub(super) fn bits(&mut self, value: u64, n: u32) {
         if n > 32 {
-            // Keep `pending` within 64 bits: at most 7 pending bits plus 32 new ones.
-            self.bits(value >> 32, n - 32);
-            self.bits(value, 32);
-            return;
+            self.field(value >> 32, n - 32);
+            self.field(value, 32);
+        } else {
+            self.field(value, n);
         }
-        if n == 0 {
-            return;
+    }
+
+    pub(super) fn bit(&mut self, bit: bool) {
+        self.field(u64::from(bit), 1);
+    }
+
+    /// Writes the low `n` bits of `value`; `n` is at most 32.
+    #[inline(always)]
+    fn field(&mut self, value: u64, n: u32) {
+        debug_assert!(n <= 32);
+        self.acc = (self.acc << n) | (value & ((1 << n) - 1));
+        self.len += n;
+        if self.len >= 32 {
+            self.len -= 32;
+            let word = (self.acc >> self.len) as u32;
+            self.out.extend_from_slice(&word.to_be_bytes());
         }
-        self.pending = (self.pending << n) | (value & (u64::MAX >> (64 - n)));
-        self.pending_len += n;
-        while self.pending_len >= 8 {
-            self.pending_len -= 8;
-            self.out.push((self.pending >> self.pending_len) as u8);
+    }
+
+    /// Stores what is left, the last byte padded with zero bits.
+    pub(super) fn finish(self) {
+        if self.len > 0 {
+            let word = ((self.acc << (32 - self.len)) as u32).to_be_bytes();
+            self.out
+                .extend_from_slice(&word[..self.len.div_ceil(8) as usize]);
         }
-        self.pending &= (1 << self.pending_len) - 1;
     }
 }
 
@@ -84,9 +73,45 @@ pub(super) struct BitReader<'a> {
     pos: usize,
 }
 
+/// The widest field [`BitReader::window`] always holds whole: 64 bits less the 7 a position
+/// inside a byte may shift out.
+const WINDOW_BITS: u32 = 57;
+
 impl<'a> BitReader<'a> {
     pub(super) fn new(bytes: &'a [u8]) -> Self {
         Self { bytes, pos: 0 }
+    }
+
+    /// The next 57 or more bits, left-aligned; bits past the end of the bytes read as zeros.
+    #[inline(always)]
+    fn window(&self) -> u64 {
+        let at = self.pos / 8;
+        let word = match self.bytes.get(at..at + 8) {
+            Some(eight) => {
+                let mut buf = [0u8; 8];
+                buf.copy_from_slice(eight);
+                u64::from_be_bytes(buf)
+            }
+            None => {
+                let mut buf = [0u8; 8];
+                let rest = self.bytes.get(at..).unwrap_or_default();
+                let take = rest.len().min(8);
+                buf[..take].copy_from_slice(&rest[..take]);
+                u64::from_be_bytes(buf)
+            }
+        };
+        word << (self.pos % 8)
+    }
+
+    /// Moves past `n` bits, if there are that many left.
+    #[inline(always)]
+    fn consume(&mut self, n: u32) -> Result<(), PayloadError> {
+        let end = self.pos + n as usize;
+        if end > self.bytes.len() * 8 {
+            return Err(PayloadError::Truncated);
+        }
+        self.pos = end;
+        Ok(())
     }
 
     pub(super) fn bit(&mut self) -> Result<bool, PayloadError> {
@@ -94,22 +119,27 @@ impl<'a> BitReader<'a> {
     }
 
     /// Reads `n` bits (at most 64), most significant first.
+    #[inline]
     pub(super) fn bits(&mut self, n: u32) -> Result<u64, PayloadError> {
-        let mut left = n;
-        let mut value = 0u64;
-        while left > 0 {
-            let byte = *self
-                .bytes
-                .get(self.pos / 8)
-                .ok_or(PayloadError::Truncated)?;
-            let available = 8 - (self.pos % 8) as u32;
-            let take = available.min(left);
-            let chunk = (u32::from(byte) >> (available - take)) & ((1 << take) - 1);
-            value = (value << take) | u64::from(chunk);
-            self.pos += take as usize;
-            left -= take;
+        if n > WINDOW_BITS {
+            let high = self.bits(n - 32)?;
+            return Ok((high << 32) | self.bits(32)?);
         }
+        if n == 0 {
+            return Ok(0);
+        }
+        let value = self.window() >> (64 - n);
+        self.consume(n)?;
         Ok(value)
+    }
+
+    /// Reads a run of 1-bits ended by a 0-bit, or `max` 1-bits with no 0-bit after them (`max`
+    /// is at most 32): the unary codes. Returns the number of 1-bits.
+    #[inline]
+    pub(super) fn ones(&mut self, max: u32) -> Result<u32, PayloadError> {
+        let ones = self.window().leading_ones().min(max);
+        self.consume(if ones < max { ones + 1 } else { ones })?;
+        Ok(ones)
     }
 
     /// Ends the stream: the rest of the current byte must be zero and no byte may follow.
@@ -161,6 +191,20 @@ mod tests {
             assert_eq!(r.bits(n), Ok(v & mask), "width {n}");
         }
         assert_eq!(r.finish(), Ok(()));
+    }
+
+    #[test]
+    fn unary_runs_stop_at_a_zero_bit_or_at_their_longest() {
+        // `110` `11111` (max 5, no 0-bit) `0` `10`, then padding.
+        let mut r = BitReader::new(&[0b1101_1111, 0b0100_0000]);
+        assert_eq!(r.ones(5), Ok(2));
+        assert_eq!(r.ones(5), Ok(5));
+        assert_eq!(r.ones(5), Ok(0));
+        assert_eq!(r.ones(5), Ok(1));
+        assert_eq!(r.finish(), Ok(()));
+        let mut r = BitReader::new(&[0xff]);
+        assert_eq!(r.ones(5), Ok(5));
+        assert_eq!(r.ones(5), Err(PayloadError::Truncated));
     }
 
     #[test]

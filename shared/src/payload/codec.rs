@@ -5,9 +5,9 @@
 
 use alloc::vec::Vec;
 
-use super::bits::{BitReader, BitSink, BitWriter};
+use super::bits::{BitReader, BitWriter};
 use super::bytes::{ByteCursor, unzigzag, write_varint, zigzag};
-use super::values::{Coded, Start, ValueCodec};
+use super::values::{Start, ValueCodec};
 use super::{FORMAT_VERSION, PayloadError, Point};
 use crate::limits::MAX_READINGS_PER_BATCH;
 
@@ -34,9 +34,19 @@ pub fn encode(points: &[Point], out: &mut Vec<u8>) {
         "a payload holds at most {MAX_READINGS_PER_BATCH} points, got {}",
         points.len()
     );
-    let mut sorted = points.to_vec();
-    sorted.sort_by_key(|p| (p.sensor, p.ts_ms));
-    let mut series: Vec<Series<'_>> = Vec::new();
+    // A batch sorts on the stack; only an oversized one (a caller bug) takes the heap.
+    let mut on_stack: heapless::Vec<Point, MAX_READINGS_PER_BATCH> = heapless::Vec::new();
+    let mut on_heap: Vec<Point> = Vec::new();
+    let sorted: &mut [Point] = if on_stack.extend_from_slice(points).is_ok() {
+        &mut on_stack
+    } else {
+        on_heap.extend_from_slice(points);
+        &mut on_heap
+    };
+    super::order::sort_into(points, sorted);
+
+    // Sensors are `u8`s and each has one series, so at most 256 series.
+    let mut series: heapless::Vec<Series<'_>, 256> = heapless::Vec::new();
     for points in sorted.chunk_by(|a, b| a.sensor == b.sensor) {
         let shares_timestamps = series.last().is_some_and(|prev| {
             prev.points.len() == points.len()
@@ -46,13 +56,17 @@ pub fn encode(points: &[Point], out: &mut Vec<u8>) {
                     .zip(points)
                     .all(|(a, b)| a.ts_ms == b.ts_ms)
         });
-        series.push(Series {
+        let planned = Series {
             points,
             shares_timestamps,
-            values: Coded::cheapest(points),
-        });
+            values: super::price::cheapest(points),
+        };
+        if series.push(planned).is_err() {
+            debug_assert!(false, "more series than sensors");
+        }
     }
 
+    out.reserve(2 + series.len() * 8 + points.len() * 2);
     out.push(FORMAT_VERSION);
     write_varint(out, series.len() as u64);
     let mut prev_first_ts = 0i64;
@@ -66,13 +80,13 @@ pub fn encode(points: &[Point], out: &mut Vec<u8>) {
         } else {
             0
         };
-        out.push(shares | s.values.codec().mode_bits());
+        out.push(shares | s.values.mode_bits());
         if !s.shares_timestamps {
             write_varint(out, s.points.len() as u64);
             write_varint(out, zigzag(first.ts_ms.wrapping_sub(prev_first_ts)));
             prev_first_ts = first.ts_ms;
         }
-        s.values.write_first(out);
+        super::values::write_first(out, s.values, s.points);
     }
 
     let mut bits = BitWriter::new(out);
@@ -87,7 +101,7 @@ pub fn encode(points: &[Point], out: &mut Vec<u8>) {
                 prev_delta = delta;
             }
         }
-        s.values.write_codes(&mut bits);
+        super::values::write_codes(&mut bits, s.values, s.points);
     }
     bits.finish();
 }
@@ -96,7 +110,7 @@ pub fn encode(points: &[Point], out: &mut Vec<u8>) {
 struct Series<'a> {
     points: &'a [Point],
     shares_timestamps: bool,
-    values: Coded<'a>,
+    values: ValueCodec,
 }
 
 /// Decode a payload, appending its points to `out`. On error `out` is left as it was.
@@ -224,34 +238,34 @@ fn decode_into(bytes: &[u8], out: &mut Vec<Point>) -> Result<(), PayloadError> {
 
 /// Delta-of-delta code: `0`, or one to four 1-bits and a 0-bit followed by a signed field of
 /// `DOD_BUCKET_BITS` bits, or five 1-bits followed by 64 bits.
-fn write_dod(bits: &mut impl BitSink, dod: i64) {
+#[inline]
+fn write_dod(bits: &mut BitWriter<'_>, dod: i64) {
     if dod == 0 {
         bits.bit(false);
         return;
     }
-    for (i, &width) in DOD_BUCKET_BITS.iter().enumerate() {
-        let ones = i as u32 + 1;
-        if width == 64 || (-(1i64 << (width - 1))..(1i64 << (width - 1))).contains(&dod) {
-            let is_last = ones as usize == DOD_BUCKET_BITS.len();
-            // `ones` one-bits, then a terminating zero unless this is the last bucket.
-            let prefix_len = if is_last { ones } else { ones + 1 };
-            let prefix = if is_last {
-                (1 << ones) - 1
-            } else {
-                ((1 << ones) - 1) << 1
-            };
-            bits.bits(prefix, prefix_len);
-            bits.bits(dod as u64, width);
-            return;
-        }
+    // Bits of `dod` as a two's complement field: its magnitude's bits plus a sign bit.
+    let signed_bits = 65 - (dod ^ (dod >> 63)).leading_zeros();
+    let bucket = DOD_BUCKET_BITS
+        .iter()
+        .position(|&width| signed_bits <= width)
+        .unwrap_or(DOD_BUCKET_BITS.len() - 1);
+    let width = DOD_BUCKET_BITS[bucket];
+    let ones = bucket as u32 + 1;
+    if width == 64 {
+        // Five 1-bits and no terminating zero: the last bucket.
+        bits.bits((1 << ones) - 1, ones);
+        bits.bits(dod as u64, 64);
+    } else {
+        // `ones` 1-bits, a 0-bit, the field: at most 5 + 24 bits, one write.
+        let prefix = ((1u64 << ones) - 1) << 1;
+        let field = (dod as u64) & ((1 << width) - 1);
+        bits.bits((prefix << width) | field, ones + 1 + width);
     }
 }
 
 fn read_dod(bits: &mut BitReader<'_>) -> Result<i64, PayloadError> {
-    let mut ones = 0;
-    while ones < DOD_BUCKET_BITS.len() && bits.bit()? {
-        ones += 1;
-    }
+    let ones = bits.ones(DOD_BUCKET_BITS.len() as u32)? as usize;
     let Some(&width) = ones.checked_sub(1).and_then(|i| DOD_BUCKET_BITS.get(i)) else {
         return Ok(0);
     };

@@ -29,8 +29,9 @@
 //! Decoding never panics, and reserves room for the points only once the series headers have
 //! shown there are at most [`MAX_READINGS_PER_BATCH`](crate::limits::MAX_READINGS_PER_BATCH).
 //!
-//! Modules: `codec` (encode and decode: series headers and timestamps) uses `values` (the
-//! value codecs), `bytes` (the header's varints) and `bits` (the bit stream's packing).
+//! Modules: `codec` (encode and decode: series headers and timestamps) uses `order` (the
+//! encoder's sort by sensor, then time), `price` (which value codec a series takes), `values`
+//! (the value codecs), `bytes` (the header's varints) and `bits` (the bit stream's packing).
 
 #[cfg(feature = "alloc")]
 mod bits;
@@ -38,6 +39,10 @@ mod bits;
 mod bytes;
 #[cfg(feature = "alloc")]
 mod codec;
+#[cfg(feature = "alloc")]
+mod order;
+#[cfg(feature = "alloc")]
+mod price;
 #[cfg(feature = "alloc")]
 mod values;
 

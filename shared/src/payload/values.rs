@@ -7,13 +7,12 @@
 //!   Steps of 0.01 have no short binary form, so their XORs spread over the mantissa: 8 to 30
 //!   bits per changed value.
 //!
-//! The encoder prices every codec the series allows by writing it to a
-//! [`BitCount`](super::bits::BitCount) and keeps the cheapest.
+//! The encoder prices every codec the series allows and keeps the cheapest (`price`).
 
 use alloc::vec::Vec;
 
-use super::bits::{BitCount, BitReader, BitSink};
-use super::bytes::{ByteCursor, unzigzag, varint_len, write_varint, zigzag};
+use super::bits::{BitReader, BitWriter};
+use super::bytes::{ByteCursor, unzigzag, write_varint, zigzag};
 use super::{PayloadError, Point};
 
 /// Bits 6..0 of a series' mode byte: `0` for XOR, else `1 o dd kkk`: decimal, `o` = 1 for
@@ -30,21 +29,21 @@ const STEPS_PER_UNIT: [f64; 4] = [1.0, 10.0, 100.0, 1000.0];
 const MAX_STEPS: f64 = 9_007_199_254_740_992.0;
 
 /// Largest Rice parameter: 3 bits of the mode byte.
-const MAX_RICE_K: u32 = 7;
+pub(super) const MAX_RICE_K: u32 = 7;
 
 /// A Rice quotient this large is not written in unary: the code is this many 1-bits, 6 bits of
 /// `len - 1`, then the `len` bits of the zigzag'd number.
-const RICE_ESCAPE: u32 = 8;
+pub(super) const RICE_ESCAPE: u32 = 8;
 
 /// A decimal series' parameters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct Decimal {
     /// Values are multiples of 10^-decimals: 0..=3.
-    decimals: u8,
+    pub(super) decimals: u8,
     /// Codes are delta-of-deltas of the step counts, else their deltas.
-    delta_of_delta: bool,
+    pub(super) delta_of_delta: bool,
     /// How many low bits of a zigzag'd code are written as they are: 0..=7.
-    rice_k: u32,
+    pub(super) rice_k: u32,
 }
 
 impl Decimal {
@@ -54,23 +53,37 @@ impl Decimal {
 
     /// The step count nearest to `value` times 10^decimals, if its [`Decimal::value`] gives
     /// `value` back to the bit.
-    fn steps(self, value: f32) -> Option<i64> {
-        // Exact: 24 significant bits times at most 10.
-        let scaled = f64::from(value) * STEPS_PER_UNIT[usize::from(self.decimals & 3)];
+    pub(super) fn steps(self, value: f32) -> Option<i64> {
+        let scaled = self.scaled(value);
         // Refuses NaN and the infinities too.
         if !(-MAX_STEPS..=MAX_STEPS).contains(&scaled) {
             return None;
         }
-        let truncated = scaled as i64;
-        let fraction = scaled - truncated as f64;
-        let steps = if fraction >= 0.5 {
-            truncated + 1
-        } else if fraction <= -0.5 {
-            truncated - 1
-        } else {
-            truncated
-        };
+        let steps = nearest(scaled);
         (self.value(steps).to_bits() == value.to_bits()).then_some(steps)
+    }
+
+    /// What [`Decimal::steps`] finds, for a value it has found steps for.
+    fn known_steps(self, value: f32) -> i64 {
+        nearest(self.scaled(value))
+    }
+
+    fn scaled(self, value: f32) -> f64 {
+        // Exact: 24 significant bits times at most 10.
+        f64::from(value) * STEPS_PER_UNIT[usize::from(self.decimals & 3)]
+    }
+}
+
+/// The integer nearest to `scaled` (within ±2^53), halves away from zero.
+fn nearest(scaled: f64) -> i64 {
+    let truncated = scaled as i64;
+    let fraction = scaled - truncated as f64;
+    if fraction >= 0.5 {
+        truncated + 1
+    } else if fraction <= -0.5 {
+        truncated - 1
+    } else {
+        truncated
     }
 }
 
@@ -108,109 +121,42 @@ impl ValueCodec {
     }
 }
 
-/// The values of one series, ready to write in the codec chosen for them.
-pub(super) enum Coded<'a> {
-    Xor(&'a [Point]),
-    Decimal(Decimal, Vec<i64>),
-}
-
-impl<'a> Coded<'a> {
-    /// Picks the codec that takes the fewest bits for `series` (at least one point), header
-    /// bytes included; among equals, the first of XOR, decimal deltas with k = 0..=7,
-    /// decimal delta-of-deltas with k = 0..=7.
-    pub(super) fn cheapest(series: &'a [Point]) -> Self {
-        let xor_bits = {
-            let mut count = BitCount(32);
-            write_xor(&mut count, series);
-            count.0
-        };
-        // The coarsest step that gives every value back; finer ones only make bigger numbers.
-        let Some(step) = (0..4)
-            .map(|decimals| Decimal {
-                decimals,
-                delta_of_delta: false,
-                rice_k: 0,
-            })
-            .find(|d| series.iter().all(|p| d.steps(p.value).is_some()))
-        else {
-            return Coded::Xor(series);
-        };
-        let steps: Vec<i64> = series.iter().filter_map(|p| step.steps(p.value)).collect();
-        let first_bits = 8 * u64::from(varint_len(zigzag(steps.first().copied().unwrap_or(0))));
-        let mut best: (u64, Option<Decimal>) = (xor_bits, None);
-        for delta_of_delta in [false, true] {
-            let mut counts: [BitCount; MAX_RICE_K as usize + 1] =
-                core::array::from_fn(|_| BitCount(first_bits));
-            for z in codes(&steps, delta_of_delta) {
-                for (rice_k, count) in (0..).zip(&mut counts) {
-                    write_rice(count, z, rice_k);
-                }
-            }
-            for (rice_k, count) in (0..).zip(&counts) {
-                if count.0 < best.0 {
-                    let d = Decimal {
-                        delta_of_delta,
-                        rice_k,
-                        ..step
-                    };
-                    best = (count.0, Some(d));
-                }
-            }
-        }
-        match best.1 {
-            Some(d) => Coded::Decimal(d, steps),
-            None => Coded::Xor(series),
-        }
-    }
-
-    pub(super) fn codec(&self) -> ValueCodec {
-        match self {
-            Self::Xor(_) => ValueCodec::Xor,
-            Self::Decimal(d, _) => ValueCodec::Decimal(*d),
-        }
-    }
-
-    /// The first value, in the series header: 4 bytes (big-endian `f32` bits) for XOR, the
-    /// zigzag varint of its step count for decimal.
-    pub(super) fn write_first(&self, out: &mut Vec<u8>) {
-        match self {
-            Self::Xor(series) => {
-                let bits = series.first().map_or(0, |p| p.value.to_bits());
-                out.extend_from_slice(&bits.to_be_bytes());
-            }
-            Self::Decimal(_, steps) => {
-                write_varint(out, zigzag(steps.first().copied().unwrap_or(0)))
-            }
-        }
-    }
-
-    /// One code per value after the first, in the bit stream.
-    pub(super) fn write_codes(&self, bits: &mut impl BitSink) {
-        match self {
-            Self::Xor(series) => write_xor(bits, series),
-            Self::Decimal(d, steps) => {
-                for z in codes(steps, d.delta_of_delta) {
-                    write_rice(bits, z, d.rice_k);
-                }
-            }
-        }
+/// The first value, in the series header: 4 bytes (big-endian `f32` bits) for XOR, the
+/// zigzag varint of its step count for decimal. `series` has a point.
+pub(super) fn write_first(out: &mut Vec<u8>, codec: ValueCodec, series: &[Point]) {
+    let Some(first) = series.first() else {
+        return;
+    };
+    match codec {
+        ValueCodec::Xor => out.extend_from_slice(&first.value.to_bits().to_be_bytes()),
+        ValueCodec::Decimal(d) => write_varint(out, zigzag(d.known_steps(first.value))),
     }
 }
 
-/// The zigzag'd deltas (or delta-of-deltas) of the step counts after the first; the delta
-/// before the first is 0.
-fn codes(steps: &[i64], delta_of_delta: bool) -> impl Iterator<Item = u64> + '_ {
-    let mut prev_delta = 0i64;
-    steps.windows(2).map(move |pair| {
-        let delta = pair[1].wrapping_sub(pair[0]);
-        let code = if delta_of_delta {
-            delta.wrapping_sub(prev_delta)
-        } else {
-            delta
-        };
-        prev_delta = delta;
-        zigzag(code)
-    })
+/// One code per value after the first, in the bit stream. `codec` is one that `series` allows.
+pub(super) fn write_codes(bits: &mut BitWriter<'_>, codec: ValueCodec, series: &[Point]) {
+    match codec {
+        ValueCodec::Xor => write_xor(bits, series),
+        ValueCodec::Decimal(d) => {
+            let Some((first, rest)) = series.split_first() else {
+                return;
+            };
+            let mut prev_steps = d.known_steps(first.value);
+            let mut prev_delta = 0i64;
+            for p in rest {
+                let steps = d.known_steps(p.value);
+                let delta = steps.wrapping_sub(prev_steps);
+                let code = if d.delta_of_delta {
+                    delta.wrapping_sub(prev_delta)
+                } else {
+                    delta
+                };
+                write_rice(bits, zigzag(code), d.rice_k);
+                prev_steps = steps;
+                prev_delta = delta;
+            }
+        }
+    }
 }
 
 /// A series' first value as its header gives it, with the codec of the rest.
@@ -266,24 +212,23 @@ pub(super) fn read_codes(
 
 /// Rice code of parameter `k`: the quotient `z >> k` in unary (that many 1-bits, then a
 /// 0-bit), then the `k` low bits of `z`; a quotient of [`RICE_ESCAPE`] or more as the escape.
-fn write_rice(bits: &mut impl BitSink, z: u64, k: u32) {
+#[inline]
+fn write_rice(bits: &mut BitWriter<'_>, z: u64, k: u32) {
     let quotient = z >> k;
     if quotient < u64::from(RICE_ESCAPE) {
-        bits.bits(((1 << quotient) - 1) << 1, quotient as u32 + 1);
-        bits.bits(z, k);
+        // At most 7 + 1 + 7 bits: one write.
+        let unary = ((1 << quotient) - 1) << 1;
+        bits.bits((unary << k) | (z & ((1 << k) - 1)), quotient as u32 + 1 + k);
     } else {
         let len = 64 - z.leading_zeros();
-        bits.bits((1 << RICE_ESCAPE) - 1, RICE_ESCAPE);
-        bits.bits(u64::from(len - 1), 6);
+        let escape = (1 << RICE_ESCAPE) - 1;
+        bits.bits((escape << 6) | u64::from(len - 1), RICE_ESCAPE + 6);
         bits.bits(z, len);
     }
 }
 
 fn read_rice(bits: &mut BitReader<'_>, k: u32) -> Result<u64, PayloadError> {
-    let mut quotient = 0;
-    while quotient < RICE_ESCAPE && bits.bit()? {
-        quotient += 1;
-    }
+    let quotient = bits.ones(RICE_ESCAPE)?;
     if quotient == RICE_ESCAPE {
         let len = bits.bits(6)? as u32 + 1;
         return bits.bits(len);
@@ -294,7 +239,7 @@ fn read_rice(bits: &mut BitReader<'_>, k: u32) -> Result<u64, PayloadError> {
 /// Per value after the first, its XOR with the previous one: `0` (same value), `10` + the
 /// XOR's bits inside the current window, or `11` + 5 bits of leading zeros + 5 bits of
 /// (meaningful length - 1) + the meaningful bits, which sets the window.
-fn write_xor(bits: &mut impl BitSink, series: &[Point]) {
+fn write_xor(bits: &mut BitWriter<'_>, series: &[Point]) {
     let Some((first, rest)) = series.split_first() else {
         return;
     };
@@ -304,26 +249,59 @@ fn write_xor(bits: &mut impl BitSink, series: &[Point]) {
         let value = p.value.to_bits();
         let xor = value ^ prev;
         prev = value;
+        match XorCode::of(xor, &mut window) {
+            XorCode::Same => bits.bit(false),
+            XorCode::InWindow(w) => bits.bits(
+                (0b10 << w.len()) | u64::from(xor >> w.trailing),
+                2 + w.len(),
+            ),
+            XorCode::NewWindow(w) => {
+                let header = (0b11 << 10) | (w.leading << 5) | (w.len() - 1);
+                let field = u64::from(xor >> w.trailing);
+                bits.bits((u64::from(header) << w.len()) | field, 12 + w.len());
+            }
+        }
+    }
+}
+
+/// How one XOR is coded.
+pub(super) enum XorCode {
+    /// `0`: the value repeats.
+    Same,
+    /// `10` and the bits inside the current window.
+    InWindow(XorWindow),
+    /// `11`, the window, and the bits inside it; this window is the current one from now on.
+    NewWindow(XorWindow),
+}
+
+impl XorCode {
+    /// The code of `xor`, given the current `window`, which it updates.
+    #[inline]
+    pub(super) fn of(xor: u32, window: &mut Option<XorWindow>) -> Self {
         if xor == 0 {
-            bits.bit(false);
-            continue;
+            return Self::Same;
         }
         let tight = XorWindow {
             leading: xor.leading_zeros(),
             trailing: xor.trailing_zeros(),
         };
-        match window {
+        match *window {
             Some(w) if w.holds(tight) && w.len() <= tight.len() + XorWindow::HEADER_BITS => {
-                bits.bits(0b10, 2);
-                bits.bits(u64::from(xor >> w.trailing), w.len());
+                Self::InWindow(w)
             }
             _ => {
-                bits.bits(0b11, 2);
-                bits.bits(u64::from(tight.leading), 5);
-                bits.bits(u64::from(tight.len() - 1), 5);
-                bits.bits(u64::from(xor >> tight.trailing), tight.len());
-                window = Some(tight);
+                *window = Some(tight);
+                Self::NewWindow(tight)
             }
+        }
+    }
+
+    /// Bits the code takes.
+    pub(super) fn bits(&self) -> u32 {
+        match self {
+            Self::Same => 1,
+            Self::InWindow(w) => 2 + w.len(),
+            Self::NewWindow(w) => 2 + XorWindow::HEADER_BITS + w.len(),
         }
     }
 }
@@ -365,7 +343,7 @@ fn read_xor(
 /// Where an XOR's meaningful bits lie: `leading` zeros above them, `trailing` zeros below.
 /// Never empty: `leading + trailing < 32`.
 #[derive(Clone, Copy)]
-struct XorWindow {
+pub(super) struct XorWindow {
     leading: u32,
     trailing: u32,
 }
@@ -386,7 +364,6 @@ impl XorWindow {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::payload::bits::BitWriter;
 
     #[test]
     fn every_mode_bits_value_of_a_codec_reads_back_as_that_codec() {
@@ -432,13 +409,13 @@ mod tests {
         for k in 0..=MAX_RICE_K {
             let mut out = Vec::new();
             let mut w = BitWriter::new(&mut out);
-            let mut count = BitCount::default();
+            let mut price = 0;
             for &z in &zs {
                 write_rice(&mut w, z, k);
-                write_rice(&mut count, z, k);
+                price += super::super::price::rice_bits(z, k);
             }
             w.finish();
-            assert_eq!(out.len() as u64, count.0.div_ceil(8));
+            assert_eq!(out.len() as u64, price.div_ceil(8));
             let mut r = BitReader::new(&out);
             for &z in &zs {
                 assert_eq!(read_rice(&mut r, k), Ok(z), "k {k}");
