@@ -44,7 +44,7 @@ use esp_hal::rng::Rng;
 use esp_hal::time::Duration as HalDuration;
 use esp_hal::timer::timg::{MwdtStage, MwdtStageAction, TimerGroup, Wdt};
 use esp_println::println;
-use firmware::core::{Action, CoreConfig, DeviceCore};
+use firmware::core::{CoreConfig, DeviceCore};
 use shared::board_config::BoardConfig;
 use static_cell::StaticCell;
 
@@ -90,17 +90,11 @@ async fn main(spawner: Spawner) -> ! {
         config.hub,
         config.sample_interval_ms
     );
-    if config.hub.scheme == shared::board_config::Scheme::Wss {
-        println!(
-            "config: wss:// is not supported by this build yet (no TLS client); waiting. Use ws:// on a trusted LAN."
-        );
-        config_flash::wait_forever_msg("wss not supported").await;
-    }
+    config_flash::check_tls(config).await;
 
     let rng = Rng::new();
     let boot_id = rng.random();
-    #[cfg_attr(feature = "deep-sleep", allow(unused_mut))]
-    let mut sensors = sensors::Sensors::new(
+    let sensors = sensors::Sensors::new(
         peripherals.TSENS,
         peripherals.I2C0,
         peripherals.GPIO4,
@@ -129,6 +123,9 @@ async fn main(spawner: Spawner) -> ! {
     wdt.set_stage_action(MwdtStage::Stage0, MwdtStageAction::ResetSystem);
     wdt.enable();
 
+    #[cfg_attr(feature = "deep-sleep", allow(unused_mut))]
+    let mut board = Board { sensors, rng, wdt };
+
     #[cfg(feature = "deep-sleep")]
     {
         // A sleepy device's schedule is its sleep interval, and a batch spans many wakes.
@@ -141,9 +138,7 @@ async fn main(spawner: Spawner) -> ! {
             peripherals.RTC_TIMER,
             config,
             core_cfg,
-            sensors,
-            rng,
-            wdt,
+            board,
         )
         .await
     }
@@ -155,49 +150,28 @@ async fn main(spawner: Spawner) -> ! {
             Ok(c) => CORE.init(c),
             Err(e) => panic!("device core: {e}"),
         };
-        let mut link = net::NetLink::start(spawner, peripherals.WIFI, config, &rng);
+        let mut link = net::NetLink::start(spawner, peripherals.WIFI, config, &board.rng);
         loop {
-            step(core, &mut link, &mut sensors, &rng, &mut wdt).await;
+            link.run(core, &mut board, |_| false).await;
         }
     }
 }
 
-/// One turn of the event loop: run the core's actions (connect, sample, disconnect), send what
-/// it queued, then wait for its next timer, a frame from the hub, or at most a second.
-pub async fn step(
-    core: &mut DeviceCore,
-    link: &mut net::NetLink,
-    sensors: &mut sensors::Sensors,
-    rng: &Rng,
-    wdt: &mut Wdt<TIMG1<'static>>,
-) {
-    wdt.feed();
-    let now = net::uptime_ms();
-    while let Some(action) = core.poll_action(now) {
-        match action {
-            Action::Connect => link.connect(core, rng).await,
-            Action::Sample { sensor } => {
-                if let Some(value) = sensors.read(sensor) {
-                    // A refused reading (non-finite) is counted by the core.
-                    let _ = core.handle_reading(now, sensor, value);
-                }
-            }
-            Action::Disconnect { reason } => {
-                println!("hub link: closing ({reason:?})");
-                link.close(core, reason.close_code()).await;
-            }
+/// What the event loop drives besides the core and the network.
+pub struct Board {
+    pub sensors: sensors::Sensors,
+    pub rng: Rng,
+    pub wdt: Wdt<TIMG1<'static>>,
+}
+
+impl Board {
+    /// The core's `Action::Sample`: read the sensor and hand the value over.
+    pub fn sample(&mut self, core: &mut DeviceCore, now: u64, sensor: u8) {
+        if let Some(value) = self.sensors.read(sensor) {
+            // A refused reading (non-finite) is counted by the core.
+            let _ = core.handle_reading(now, sensor, value);
         }
-        wdt.feed();
     }
-    link.send_pending(core).await;
-    if core.is_revoked() {
-        println!(
-            "hub: this device's token was REVOKED. Re-provision it (hub device add, new config image)."
-        );
-    }
-    // Wake for the core's next timer, a frame from the hub, or the watchdog, whichever first.
-    let deadline = core.poll_timeout().unwrap_or(now + 1000).min(now + 1000);
-    link.wait(core, deadline).await;
 }
 
 #[panic_handler]

@@ -1,11 +1,17 @@
-//! Wi-Fi station, DHCP, DNS and one TCP socket, carrying the [`telemetry_link::Link`] that
-//! speaks WebSocket for the device core. One connect attempt per `Action::Connect`: bring
-//! Wi-Fi up if it is down, wait for an address, resolve the hub, connect TCP, handshake. A
-//! failure anywhere is reported to the core, whose backoff (with jitter) times the next try,
-//! so a dead access point or hub is retried at the same humane pace as a dead socket.
+//! Wi-Fi station, DHCP, DNS and one TCP socket, carrying the [`telemetry_link::Session`] that
+//! speaks WebSocket (over TLS 1.3 for `wss://`) for the device core. [`NetLink::run`] is the
+//! board's event loop: it samples when the core says so and, on each `Action::Connect`, makes
+//! one connect attempt (Wi-Fi up if it is down, an address, SNTP when due, DNS, TCP, TLS,
+//! the upgrade) and then carries that connection until it ends, all in one async scope: a
+//! TLS connection borrows its record buffers for its whole life. A failure anywhere is
+//! reported to the core, whose backoff (with jitter) times the next try, so a dead access
+//! point or hub is retried at the same humane pace as a dead socket.
 //!
-//! The socket, its buffers and the link are `static`s created once; a reconnect aborts the
-//! socket and reuses all of it.
+//! The socket, its buffers, the TLS record buffers and the link are `static`s created once;
+//! each connection borrows them and a reconnect reuses all of it.
+
+use core::cell::RefCell;
+use core::sync::atomic::{AtomicU32, Ordering};
 
 use embassy_executor::Spawner;
 use embassy_futures::select::{Either, select};
@@ -14,7 +20,6 @@ use embassy_net::tcp::TcpSocket;
 use embassy_net::udp::{PacketMetadata, UdpSocket};
 use embassy_net::{Runner, Stack, StackResources};
 use embassy_time::{Duration, Instant, Timer, with_timeout};
-use embedded_io_async::Write;
 use esp_hal::peripherals::WIFI;
 use esp_hal::rng::Rng;
 use esp_println::println;
@@ -22,13 +27,17 @@ use esp_radio::wifi::sta::StationConfig;
 use esp_radio::wifi::{
     AuthenticationMethodConfig, Config as WifiConfig, Interface, WifiController,
 };
-use firmware::core::DeviceCore;
-use shared::board_config::BoardConfig;
+use firmware::core::{Action, DeviceCore};
+use shared::board_config::{BoardConfig, Scheme};
 use shared::limits::MAX_DEVICE_FRAME_BYTES;
 use static_cell::{ConstStaticCell, StaticCell};
 use telemetry_link::frame::MAX_HEADER_BYTES;
 use telemetry_link::sntp::{self, NTP_PORT, PACKET_BYTES as NTP_BYTES};
-use telemetry_link::{CloseCause, HandshakeError, Link, LinkEvent};
+use telemetry_link::{
+    Channel, CloseCause, HandshakeError, Link, LinkEvent, Session, Socket, TlsBuffers,
+};
+
+use crate::Board;
 
 /// The send queue: every batch in flight plus one more frame, all at the protocol's limit.
 pub const TX_QUEUE_BYTES: usize =
@@ -42,10 +51,17 @@ const SOCKET_TX_BYTES: usize = 4096;
 const WIFI_TIMEOUT: Duration = Duration::from_secs(10);
 const DHCP_TIMEOUT: Duration = Duration::from_secs(8);
 const TCP_TIMEOUT: Duration = Duration::from_secs(5);
+/// The TLS handshake: two round trips and an ECDSA check or three (~1 s at 160 MHz).
+const TLS_TIMEOUT: Duration = Duration::from_secs(10);
+/// Once bytes of a record have arrived, the rest must follow within this; otherwise the link
+/// is dead and is dropped (a TLS read cannot be interrupted and resumed).
+const RECORD_TIMEOUT: Duration = Duration::from_secs(10);
 
 type BoardLink = Link<TX_QUEUE_BYTES, RX_BYTES>;
 
 static LINK: StaticCell<BoardLink> = StaticCell::new();
+/// The TLS record buffers (`wss://`): one set, lent to each connection in turn.
+static TLS: ConstStaticCell<TlsBuffers> = ConstStaticCell::new(TlsBuffers::new());
 /// DHCP, DNS, the hub's TCP socket and the SNTP socket.
 static RESOURCES: StaticCell<StackResources<4>> = StaticCell::new();
 static NTP_RX_META: ConstStaticCell<[PacketMetadata; 1]> =
@@ -69,11 +85,83 @@ static SOCKET_TX: ConstStaticCell<[u8; SOCKET_TX_BYTES]> =
 /// reading at boot, so uptime continues through deep sleeps (see `sleepy`).
 static mut UPTIME_BASE_MS: u64 = 0;
 
+fn uptime_base_ms() -> u64 {
+    // SAFETY: written once by `set_uptime_base` before any task runs, read-only afterwards.
+    unsafe { core::ptr::read_volatile(&raw const UPTIME_BASE_MS) }
+}
+
 /// Milliseconds on the device core's timeline.
 pub fn uptime_ms() -> u64 {
-    // SAFETY: written once by `set_uptime_base` before any task runs, read-only afterwards.
-    let base = unsafe { core::ptr::read_volatile(&raw const UPTIME_BASE_MS) };
-    base.saturating_add(Instant::now().as_millis())
+    uptime_base_ms().saturating_add(Instant::now().as_millis())
+}
+
+/// The embassy instant of a time on the core's timeline (which a sleepy board offsets).
+fn instant_at(uptime: u64) -> Instant {
+    Instant::from_millis(uptime.saturating_sub(uptime_base_ms()))
+}
+
+/// Unix seconds at uptime 0, from the last accepted SNTP answer; 0 while unset.
+static UNIX_AT_UPTIME_ZERO_S: AtomicU32 = AtomicU32::new(0);
+
+/// The time TLS checks certificate dates against: SNTP's, or none (dates unchecked) before
+/// the first answer.
+struct SntpClock;
+
+impl embedded_tls::TlsClock for SntpClock {
+    fn now() -> Option<u64> {
+        let base = UNIX_AT_UPTIME_ZERO_S.load(Ordering::Relaxed);
+        (base != 0).then(|| u64::from(base) + uptime_ms() / 1000)
+    }
+}
+
+/// esp-hal's RNG for TLS keys: true random while the radio runs (TLS only runs with Wi-Fi up).
+struct RadioRng(Rng);
+
+impl rand_core::RngCore for RadioRng {
+    fn next_u32(&mut self) -> u32 {
+        self.0.random()
+    }
+    fn next_u64(&mut self) -> u64 {
+        u64::from(self.0.random()) << 32 | u64::from(self.0.random())
+    }
+    fn fill_bytes(&mut self, dest: &mut [u8]) {
+        self.0.read(dest)
+    }
+    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand_core::Error> {
+        self.0.read(dest);
+        Ok(())
+    }
+}
+
+impl rand_core::CryptoRng for RadioRng {}
+
+/// The hub's TCP socket as the session's [`Socket`].
+struct Tcp<'s>(&'s mut TcpSocket<'static>);
+
+impl embedded_io_async::ErrorType for Tcp<'_> {
+    type Error = embassy_net::tcp::Error;
+}
+
+impl embedded_io_async::Read for Tcp<'_> {
+    async fn read(&mut self, buf: &mut [u8]) -> Result<usize, Self::Error> {
+        self.0.read(buf).await
+    }
+}
+
+impl embedded_io_async::Write for Tcp<'_> {
+    async fn write(&mut self, buf: &[u8]) -> Result<usize, Self::Error> {
+        self.0.write(buf).await
+    }
+
+    async fn flush(&mut self) -> Result<(), Self::Error> {
+        self.0.flush().await
+    }
+}
+
+impl Socket for Tcp<'_> {
+    fn readable(&mut self) -> impl core::future::Future<Output = ()> {
+        self.0.wait_read_ready()
+    }
 }
 
 /// Continue the uptime of an earlier wake: call at boot, before any task is spawned.
@@ -91,9 +179,12 @@ pub struct NetLink {
     /// Uptime of the last accepted SNTP answer.
     clock_set_at: Option<u64>,
     link: &'static mut BoardLink,
+    tls: &'static mut TlsBuffers,
     config: &'static BoardConfig,
-    connected: bool,
 }
+
+/// How a connection attempt or a connection ended, for the console.
+type Ended = Result<(), &'static str>;
 
 impl NetLink {
     pub fn start(
@@ -152,34 +243,143 @@ impl NetLink {
             ntp,
             clock_set_at: None,
             link,
+            tls: TLS.take(),
             config,
-            connected: false,
         }
     }
 
-    /// One connect attempt (`Action::Connect`). Success: the core gets `handle_connected` when
-    /// the hub's 101 arrives (in `wait`). Failure: `handle_disconnected` now.
-    pub async fn connect(&mut self, core: &mut DeviceCore, rng: &Rng) {
-        self.socket.abort();
-        self.connected = false;
-        match self.try_connect(core, rng).await {
-            Ok(()) => self.connected = true,
-            Err(step) => {
-                self.socket.abort();
-                self.link.socket_closed(core, uptime_ms());
-                let retry_in = core
-                    .next_connect_at()
-                    .unwrap_or(0)
-                    .saturating_sub(uptime_ms());
+    /// The board's event loop, until `done(core)`: sample when the core says so, sleep until
+    /// its next timer, and on `Action::Connect` make one connection and carry it until it
+    /// ends (or until `done`, which closes it with 1000).
+    pub async fn run(
+        &mut self,
+        core: &mut DeviceCore,
+        board: &mut Board,
+        done: impl Fn(&mut DeviceCore) -> bool,
+    ) {
+        loop {
+            if done(core) {
+                return;
+            }
+            board.wdt.feed();
+            let now = uptime_ms();
+            let mut connect = false;
+            while let Some(action) = core.poll_action(now) {
+                match action {
+                    Action::Connect => {
+                        connect = true;
+                        break;
+                    }
+                    Action::Sample { sensor } => board.sample(core, now, sensor),
+                    // Nothing is open: confirm it to the core.
+                    Action::Disconnect { .. } => self.link.socket_closed(core, now),
+                }
+            }
+            if connect {
+                self.connection(core, board, &done).await;
+                continue;
+            }
+            if core.is_revoked() {
                 println!(
-                    "hub link: {step}; attempt {} failed, retry in {retry_in} ms",
-                    core.backoff_attempt()
+                    "hub: this device's token was REVOKED. Re-provision it (hub device add, new config image)."
                 );
             }
+            Timer::at(instant_at(next_wake(core, now))).await;
         }
     }
 
-    async fn try_connect(&mut self, core: &mut DeviceCore, rng: &Rng) -> Result<(), &'static str> {
+    /// One connect attempt and, if it opens, the whole connection. Whatever happens, the core
+    /// is told when it ends and the socket is released for the next attempt.
+    async fn connection(
+        &mut self,
+        core: &mut DeviceCore,
+        board: &mut Board,
+        done: &impl Fn(&mut DeviceCore) -> bool,
+    ) {
+        self.socket.abort();
+        let mut ended = self.open_tcp(core, board).await;
+        if ended.is_ok() {
+            // The steps so far may take 30 s at worst (Wi-Fi, DHCP, SNTP, DNS, TCP).
+            board.wdt.feed();
+            ended = self.carry(core, board, done).await;
+        }
+        self.socket.close();
+        let _ = with_timeout(Duration::from_millis(500), self.socket.flush()).await;
+        self.socket.abort();
+        self.link.socket_closed(core, uptime_ms());
+        if let Err(step) = ended {
+            let retry_in = core
+                .next_connect_at()
+                .unwrap_or(0)
+                .saturating_sub(uptime_ms());
+            println!(
+                "hub link: {step}; attempt {} failed, retry in {retry_in} ms",
+                core.backoff_attempt()
+            );
+        }
+    }
+
+    /// TLS (for `wss://`) and the WebSocket over the connected socket, then the connection's
+    /// life. The TLS connection, and its borrow of the record buffers, ends with this scope.
+    async fn carry(
+        &mut self,
+        core: &mut DeviceCore,
+        board: &mut Board,
+        done: &impl Fn(&mut DeviceCore) -> bool,
+    ) -> Ended {
+        let config = self.config;
+        let url = &config.hub;
+        let socket = RefCell::new(Tcp(&mut self.socket));
+        let channel = match (url.scheme, &config.ca) {
+            (Scheme::Ws, _) => Channel::plain(&socket),
+            (Scheme::Wss, None) => return Err("wss:// without a CA in the config image"),
+            (Scheme::Wss, Some(ca)) => {
+                let rng = RadioRng(board.rng);
+                let handshake = Channel::tls::<SntpClock>(
+                    &socket,
+                    &mut *self.tls,
+                    url.host.as_str(),
+                    &ca.bytes,
+                    rng,
+                );
+                match with_timeout(TLS_TIMEOUT, handshake).await {
+                    Ok(Ok(channel)) => {
+                        println!(
+                            "hub link: TLS 1.3 up, certificate of {:?} checked against the config's CA",
+                            url.host.as_str()
+                        );
+                        channel
+                    }
+                    Ok(Err(e)) => {
+                        println!("hub link: TLS HANDSHAKE FAILED with {url}: {e}");
+                        return Err("TLS handshake failed");
+                    }
+                    Err(_) => return Err("TLS handshake timed out"),
+                }
+            }
+        };
+        let mut key = [0u8; 16];
+        board.rng.read(&mut key);
+        let session = Session::start(channel, &mut *self.link, url, &config.token, key)
+            .await
+            .map_err(|e| {
+                println!("hub link: sending the upgrade request failed: {e}");
+                "sending the handshake failed"
+            })?;
+        println!(
+            "hub link: {} up, upgrading to WebSocket ({})",
+            if session.channel().is_tls() {
+                "TLS"
+            } else {
+                "TCP"
+            },
+            shared::SUBPROTOCOL
+        );
+        drive(session, core, board, done).await
+    }
+
+    /// Wi-Fi (if down), an address, SNTP (when due), DNS and TCP: the steps before TLS.
+    async fn open_tcp(&mut self, core: &mut DeviceCore, board: &mut Board) -> Ended {
         if !self.controller.is_connected() {
             println!("wifi: connecting to {:?}", self.config.wifi_ssid.as_str());
             match with_timeout(WIFI_TIMEOUT, self.controller.connect_async()).await {
@@ -193,6 +393,7 @@ impl NetLink {
                 Err(_) => return Err("Wi-Fi connect timed out (access point out of reach?)"),
             }
         }
+        board.wdt.feed();
         if with_timeout(DHCP_TIMEOUT, self.stack.wait_config_up())
             .await
             .is_err()
@@ -206,7 +407,8 @@ impl NetLink {
             .clock_set_at
             .is_none_or(|t| uptime_ms() >= t.saturating_add(SNTP_REFRESH_MS));
         if due {
-            self.sync_clock(core, rng).await;
+            self.sync_clock(core, &board.rng).await;
+            board.wdt.feed();
         }
         let host = self.config.hub.host.as_str();
         let addr =
@@ -232,24 +434,9 @@ impl NetLink {
                 return Err("TCP connect failed");
             }
         }
-        let mut key = [0u8; 16];
-        rng.read(&mut key);
-        self.link
-            .start(&self.config.hub, &self.config.token, key)
-            .map_err(|_| "handshake request does not fit")?;
-        self.flush()
-            .await
-            .map_err(|_| "sending the handshake failed")?;
-        println!(
-            "hub link: TCP up, upgrading to WebSocket ({})",
-            shared::SUBPROTOCOL
-        );
         Ok(())
     }
 
-    /// Ask [`NTP_SERVER`] the time and give it to the core (readings then carry
-    /// `Clock::Sntp`). A failure only says so: the hub's clock (Welcome, Pong) still maps
-    /// uptime, and the next connect attempt asks again.
     async fn sync_clock(&mut self, core: &mut DeviceCore, rng: &Rng) {
         let server = match with_timeout(
             SNTP_TIMEOUT,
@@ -286,6 +473,9 @@ impl NetLink {
             Ok(Ok((n, _))) => match sntp::parse(&answer[..n], cookie, sent_at, received_at) {
                 Ok(unix_ms) if core.handle_wall_clock(received_at, unix_ms) => {
                     self.clock_set_at = Some(received_at);
+                    let at_zero_s = unix_ms.saturating_sub(received_at) / 1000;
+                    UNIX_AT_UPTIME_ZERO_S
+                        .store(u32::try_from(at_zero_s).unwrap_or(0), Ordering::Relaxed);
                     println!("sntp: clock set from {server} (Unix ms {unix_ms})");
                 }
                 Ok(unix_ms) => println!("sntp: implausible time {unix_ms} from {server}; ignored"),
@@ -295,50 +485,72 @@ impl NetLink {
         }
         self.ntp.close();
     }
+}
 
-    /// Queue the core's frames and write them.
-    pub async fn send_pending(&mut self, core: &mut DeviceCore) {
-        if !self.connected {
-            return;
-        }
-        if let Err(e) = self.link.send_pending(core, uptime_ms()) {
-            println!("hub link: send failed: {e}");
-            self.drop_socket(core);
-            return;
-        }
-        if self.flush().await.is_err() {
-            println!("hub link: write failed; reconnecting");
-            self.drop_socket(core);
-        }
-    }
+/// When the loop wakes next: the core's next timer, and at least once a second (the watchdog).
+fn next_wake(core: &mut DeviceCore, now: u64) -> u64 {
+    core.poll_timeout().unwrap_or(now + 1000).min(now + 1000)
+}
 
-    /// Close with `code` (the core already moved on).
-    pub async fn close(&mut self, core: &mut DeviceCore, code: u16) {
-        if self.connected {
-            self.link.close(code);
-            let _ = with_timeout(Duration::from_secs(1), self.flush()).await;
-            self.socket.close();
+/// One open connection's life: the core's actions, its frames out, the hub's frames in,
+/// until either side ends it. `Ok` when it ended cleanly.
+async fn drive<S: Socket>(
+    mut session: Session<'_, '_, S, TX_QUEUE_BYTES, RX_BYTES>,
+    core: &mut DeviceCore,
+    board: &mut Board,
+    done: &impl Fn(&mut DeviceCore) -> bool,
+) -> Ended {
+    loop {
+        board.wdt.feed();
+        let now = uptime_ms();
+        if done(core) {
+            let _ = with_timeout(Duration::from_secs(1), session.close(core, 1000, now)).await;
+            return Ok(());
         }
-        self.drop_socket(core);
-    }
-
-    /// Until `deadline` (uptime ms): read what the hub sends and hand it to the core.
-    pub async fn wait(&mut self, core: &mut DeviceCore, deadline: u64) {
-        let until = Instant::from_millis(deadline);
-        if !self.connected {
-            Timer::at(until).await;
-            return;
-        }
-        let read = match select(self.socket.read(self.link.read_space()), Timer::at(until)).await {
-            Either::First(Ok(0)) | Either::First(Err(_)) => {
-                println!("hub link: connection closed by the network or the hub");
-                self.drop_socket(core);
-                return;
+        while let Some(action) = core.poll_action(now) {
+            match action {
+                Action::Sample { sensor } => board.sample(core, now, sensor),
+                Action::Disconnect { reason } => {
+                    println!("hub link: closing ({reason:?})");
+                    let code = reason.close_code();
+                    let _ =
+                        with_timeout(Duration::from_secs(1), session.close(core, code, now)).await;
+                    return Ok(());
+                }
+                // The core only asks while disconnected; if it does, this connection is stale.
+                Action::Connect => return Err("the core asked for a new connection"),
             }
-            Either::First(Ok(n)) => n,
-            Either::Second(()) => return,
+        }
+        if let Err(e) = session.send_pending(core, now).await {
+            println!("hub link: send failed: {e}; reconnecting");
+            return Err("send failed");
+        }
+        if core.is_revoked() {
+            println!(
+                "hub: this device's token was REVOKED. Re-provision it (hub device add, new config image)."
+            );
+        }
+        // Wake for the core's next timer or a frame from the hub, whichever comes first. Only
+        // the readiness wait races the timer: a TLS record, once started, is read to its end.
+        let deadline = instant_at(next_wake(core, now));
+        if let Either::Second(()) = select(session.readable(), Timer::at(deadline)).await {
+            continue;
+        }
+        let event = match with_timeout(RECORD_TIMEOUT, session.receive(core, uptime_ms)).await {
+            Ok(Ok(event)) => event,
+            Ok(Err(e)) => {
+                println!("hub link: {e}");
+                return Err("connection lost");
+            }
+            Err(_) => {
+                println!(
+                    "hub link: a record stalled for {} s",
+                    RECORD_TIMEOUT.as_secs()
+                );
+                return Err("connection stalled");
+            }
         };
-        match self.link.received(core, uptime_ms(), read) {
+        match event {
             LinkEvent::Handshaking | LinkEvent::Frames => {}
             LinkEvent::Opened => println!("hub link: OPEN, Hello sent; waiting for Welcome"),
             LinkEvent::Closed(cause) => {
@@ -355,34 +567,17 @@ impl NetLink {
                     ),
                     CloseCause::Frame(e) => println!("hub link: protocol error: {e}"),
                 }
-                let _ = with_timeout(Duration::from_secs(1), self.flush()).await;
-                self.socket.close();
-                self.socket.abort();
-                self.connected = false;
-                return;
+                let _ =
+                    with_timeout(Duration::from_secs(1), session.shutdown(core, uptime_ms())).await;
+                return match cause {
+                    CloseCause::ByHub { .. } => Ok(()),
+                    CloseCause::Handshake(_) => Err("WebSocket upgrade refused"),
+                    CloseCause::Frame(_) => Err("protocol error"),
+                };
             }
         }
-        if self.flush().await.is_err() {
-            self.drop_socket(core);
-        }
-    }
-
-    async fn flush(&mut self) -> Result<(), embassy_net::tcp::Error> {
-        let bytes = self.link.outgoing();
-        if !bytes.is_empty() {
-            self.socket.write_all(bytes).await?;
-        }
-        self.link.written();
-        Ok(())
-    }
-
-    fn drop_socket(&mut self, core: &mut DeviceCore) {
-        self.socket.abort();
-        self.connected = false;
-        self.link.socket_closed(core, uptime_ms());
     }
 }
-
 #[embassy_executor::task]
 async fn net_task(mut runner: Runner<'static, Interface>) {
     runner.run().await

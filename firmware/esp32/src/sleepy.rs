@@ -15,22 +15,20 @@
 
 use embassy_executor::Spawner;
 use esp_hal::peripherals::{LPWR, RTC_TIMER, WIFI};
-use esp_hal::rng::Rng;
 use esp_hal::rtc_cntl::Rtc;
 use esp_hal::rtc_cntl::sleep::{LowPower, RtcSleepConfig};
 use esp_hal::time::{Duration as HalDuration, Instant as HalInstant};
-use esp_hal::timer::timg::Wdt;
 use esp_println::println;
 use firmware::core::{Action, CoreConfig, DEFAULT_SLEEP_IMAGE_BYTES, DeviceCore, SleepPolicy};
 use shared::board_config::BoardConfig;
 use static_cell::StaticCell;
 
+use crate::Board;
 use crate::net::{self, NetLink};
-use crate::sensors::Sensors;
 
 /// Deliver every 10th wake (10 minutes at a 60 s interval), or sooner when the image passes
-/// 75% of its region or after a crash; give a delivery 20 s (Wi-Fi, DHCP, TLS-free WebSocket,
-/// a few batches), then sleep again and keep the rest.
+/// 75% of its region or after a crash; give a delivery 20 s (Wi-Fi, DHCP,
+/// TLS if `wss://`, a few batches), then sleep again and keep the rest.
 pub const POLICY: SleepPolicy = SleepPolicy {
     send_every: 10,
     send_when_full_permille: 750,
@@ -63,7 +61,6 @@ fn save(core: &mut DeviceCore) {
 }
 
 /// One wake, then deep sleep. Never returns.
-#[allow(clippy::too_many_arguments)]
 pub async fn run(
     spawner: Spawner,
     wifi: WIFI<'static>,
@@ -71,9 +68,7 @@ pub async fn run(
     rtc_timer: RTC_TIMER<'static>,
     config: &'static BoardConfig,
     core_cfg: CoreConfig,
-    mut sensors: Sensors,
-    rng: Rng,
-    mut wdt: Wdt<esp_hal::peripherals::TIMG1<'static>>,
+    mut board: Board,
 ) -> ! {
     let rtc = Rtc::new(rtc_timer);
     let since_power_up = rtc.time_since_power_up().as_millis();
@@ -93,10 +88,8 @@ pub async fn run(
         ),
     }
     while let Some(action) = core.poll_action(now) {
-        if let Action::Sample { sensor } = action
-            && let Some(value) = sensors.read(sensor)
-        {
-            let _ = core.handle_reading(now, sensor, value);
+        if let Action::Sample { sensor } = action {
+            board.sample(core, now, sensor);
         }
     }
     if report.deliver {
@@ -104,11 +97,12 @@ pub async fn run(
         // Saved before connecting: a crash during the delivery keeps this wake's samples.
         save(core);
         println!("sleep: delivering the backlog");
-        let mut link = NetLink::start(spawner, wifi, config, &rng);
-        while !core.wake_done(net::uptime_ms(), &POLICY) {
-            crate::step(core, &mut link, &mut sensors, &rng, &mut wdt).await;
-        }
-        link.close(core, 1000).await;
+        let mut link = NetLink::start(spawner, wifi, config, &board.rng);
+        // Ends with a close (1000) when the backlog is delivered or the budget is spent.
+        link.run(core, &mut board, |core| {
+            core.wake_done(net::uptime_ms(), &POLICY)
+        })
+        .await;
     }
     save(core);
     let interval = u64::from(core.device_config().sample_interval_ms);
