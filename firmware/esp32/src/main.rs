@@ -16,17 +16,19 @@
 //! Boot: read the config image from the `devcfg` partition (`partitions.csv`, offset
 //! [`config_flash::CONFIG_OFFSET`]); without a valid one, say why on the serial console and wait.
 //! Then the core decides everything: `Action::Connect` brings Wi-Fi up (if down), waits for
-//! DHCP, resolves the hub, opens TCP and the WebSocket; any failure goes back to the core, whose
-//! backoff times the next attempt. Every buffer is a `static` sized here: reconnecting never
-//! allocates (esp-radio's own Wi-Fi buffers come from a heap sized once at boot).
+//! DHCP, resolves the hub, opens TCP, TLS 1.3 for a `wss://` hub (checked against the CA from
+//! the config image) and the WebSocket, and carries that connection until it ends; any failure
+//! goes back to the core, whose backoff times the next attempt. Every buffer is a `static`
+//! sized here or in `net`: reconnecting never allocates (esp-radio's own Wi-Fi buffers come
+//! from a heap sized once at boot).
 //!
 //! With the cargo feature `deep-sleep` the board is a sleepy device instead (`sleepy`): it
 //! wakes every `sample_interval_ms`, samples once, keeps the backlog in RTC memory and
 //! connects every few wakes to deliver it.
 //!
 //! Modules, in the order the boot uses them: [`reset`] (why we restarted, panic marker),
-//! [`config_flash`] (the config image), [`sensors`], [`net`] (Wi-Fi, DHCP, DNS, TCP + the link),
-//! and `sleepy` (deep-sleep mode).
+//! [`config_flash`] (the config image), [`sensors`], [`net`] (the event loop: Wi-Fi, DHCP, DNS,
+//! TCP, TLS + the link) and `sleepy` (deep-sleep mode).
 #![no_std]
 #![no_main]
 

@@ -123,7 +123,8 @@ impl From<TlsError> for SessionError {
     fn from(e: TlsError) -> Self {
         match e {
             TlsError::Io(kind) => Self::Io(kind),
-            TlsError::ConnectionClosed => Self::Closed,
+            // IoError: the stream ended inside a record.
+            TlsError::ConnectionClosed | TlsError::IoError => Self::Closed,
             e => Self::Tls(e),
         }
     }
@@ -165,6 +166,9 @@ pub fn describe_tls(e: &TlsError) -> &'static str {
         }
         TlsError::InvalidCipherSuite | TlsError::InvalidKeyShare => {
             "the hub chose a cipher suite or key exchange this build does not offer"
+        }
+        TlsError::InvalidRecord | TlsError::UnknownContentType => {
+            "the hub's port did not answer in TLS (a ws:// port? check the URL's scheme and port)"
         }
         TlsError::MissingHandshake => "no TLS handshake was made",
         _ => "the TLS connection failed",

@@ -408,6 +408,44 @@ fn an_expired_hub_certificate_is_refused_once_the_clock_is_set() {
 }
 
 #[test]
+fn a_wss_url_pointing_at_a_plain_http_port_says_so() {
+    // What the hub's plain port answers to a TLS ClientHello: an HTTP 400.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let http = std::thread::spawn(move || {
+        let (mut tcp, _) = listener.accept().unwrap();
+        let _ = std::io::Read::read(&mut tcp, &mut [0u8; 512]);
+        std::io::Write::write_all(
+            &mut tcp,
+            b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n",
+        )
+        .unwrap();
+    });
+    let ca = ca_der(&pki(false));
+    let mut core = core(0);
+    let mut link = Box::new(BoardLink::new(1));
+    let mut buffers = Box::new(TlsBuffers::new());
+    let mut now = 0;
+    until_connect(&mut core, &mut link, &mut now);
+    let err = connect::<NoClock>(
+        addr,
+        Some((HOST, &ca)),
+        &mut buffers,
+        &mut link,
+        &mut core,
+        now,
+        [4; 16],
+    )
+    .expect_err("not TLS");
+    http.join().unwrap();
+    assert!(
+        matches!(err, SessionError::Tls(TlsError::InvalidRecord)),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("did not answer in TLS"), "{err}");
+}
+
+#[test]
 fn the_pem_ca_decodes_in_place_to_the_ca_der() {
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
