@@ -11,6 +11,7 @@
 //! each connection borrows them and a reconnect reuses all of it.
 
 use core::cell::RefCell;
+use core::future::Future;
 use core::sync::atomic::{AtomicU32, Ordering};
 
 use embassy_executor::Spawner;
@@ -160,8 +161,17 @@ impl embedded_io_async::Write for Tcp<'_> {
 }
 
 impl Socket for Tcp<'_> {
-    fn readable(&mut self) -> impl core::future::Future<Output = ()> {
-        self.0.wait_read_ready()
+    fn readable(&mut self) -> impl Future<Output = ()> {
+        let socket: &TcpSocket<'static> = self.0;
+        core::future::poll_fn(move |cx| {
+            // `wait_read_ready` waits for bytes only; a closed receive half (the hub's FIN, a
+            // reset, the socket's timeout) must wake the loop too: the read then says so. Each
+            // state change wakes the receive waker registered below.
+            if !socket.may_recv() {
+                return core::task::Poll::Ready(());
+            }
+            core::pin::pin!(socket.wait_read_ready()).poll(cx)
+        })
     }
 }
 

@@ -11,7 +11,7 @@
 //! be raced against a timer. The board races [`Session::readable`], which consumes nothing,
 //! against its timer, and only then calls [`Session::receive`], which reads one record.
 
-use core::cell::RefCell;
+use core::cell::{Cell, RefCell};
 use core::future::Future;
 
 use embedded_io::{Error as _, ErrorKind, ErrorType};
@@ -42,6 +42,7 @@ pub const CERT_CHAIN_BYTES: usize = 4096;
 pub struct TlsBuffers {
     read: [u8; TLS_READ_BYTES],
     write: [u8; TLS_WRITE_BYTES],
+    first: FirstBytes,
 }
 
 impl TlsBuffers {
@@ -49,6 +50,59 @@ impl TlsBuffers {
         Self {
             read: [0; TLS_READ_BYTES],
             write: [0; TLS_WRITE_BYTES],
+            first: FirstBytes {
+                bytes: Cell::new([0; FIRST_BYTES]),
+                len: Cell::new(0),
+            },
+        }
+    }
+}
+
+/// Enough of a record to tell an alert (`15 03 0x 00 02 level description`) from a server
+/// that is not speaking TLS at all.
+const FIRST_BYTES: usize = 7;
+
+/// The first bytes the hub sent on this connection: when a handshake fails on a record
+/// embedded-tls did not expect, they say whether the hub refused (an alert, and why) or
+/// answered in something else than TLS (plain HTTP on a `ws://` port).
+struct FirstBytes {
+    bytes: Cell<[u8; FIRST_BYTES]>,
+    len: Cell<usize>,
+}
+
+impl FirstBytes {
+    fn record(&self, read: &[u8]) {
+        let (mut bytes, len) = (self.bytes.get(), self.len.get());
+        let n = read.len().min(FIRST_BYTES - len);
+        bytes[len..len + n].copy_from_slice(&read[..n]);
+        self.bytes.set(bytes);
+        self.len.set(len + n);
+    }
+
+    /// Why a handshake that ended on an unexpected record failed.
+    fn explain(&self, e: TlsError) -> SessionError {
+        let bytes = self.bytes.get();
+        match (e, self.len.get(), bytes) {
+            (TlsError::InvalidRecord | TlsError::UnknownContentType, FIRST_BYTES, b)
+                // Any 3.x record version: before agreeing on one, rustls writes 3.1.
+                if b[0] == 0x15 && b[1] == 0x03 && b[3..5] == [0x00, 0x02] =>
+            {
+                SessionError::Alert { description: b[6] }
+            }
+            (TlsError::InvalidRecord | TlsError::UnknownContentType, 1.., b)
+                if !(0x14..=0x17).contains(&b[0]) =>
+            {
+                SessionError::NotTls
+            }
+            // A ServerHello, then a record the handshake had no place for: with rustls, its
+            // encrypted alert when it cannot sign for us (an RSA certificate).
+            (TlsError::InvalidRecord | TlsError::UnknownContentType, 1.., [0x16, ..]) => {
+                SessionError::Unexpected
+            }
+            (TlsError::HandshakeAborted(_, description), ..) => SessionError::Alert {
+                description: description as u8,
+            },
+            (e, ..) => e.into(),
         }
     }
 }
@@ -76,7 +130,10 @@ impl<T: Socket + ?Sized> Socket for &mut T {
 /// session also waits on the socket's readiness between records; the session awaits one
 /// thing at a time, so the two never hold it at once (if they did, the I/O would fail with
 /// `Other`, and the connection would end, rather than panic).
-pub struct Lent<'a, S>(&'a RefCell<S>);
+pub struct Lent<'a, S> {
+    socket: &'a RefCell<S>,
+    first: &'a FirstBytes,
+}
 
 impl<S: Socket> ErrorType for Lent<'_, S> {
     type Error = ErrorKind;
@@ -85,21 +142,23 @@ impl<S: Socket> ErrorType for Lent<'_, S> {
 impl<S: Socket> Read for Lent<'_, S> {
     #[allow(clippy::await_holding_refcell_ref)] // see the type's doc: one user at a time
     async fn read(&mut self, buf: &mut [u8]) -> Result<usize, ErrorKind> {
-        let mut socket = self.0.try_borrow_mut().map_err(|_| ErrorKind::Other)?;
-        socket.read(buf).await.map_err(|e| e.kind())
+        let mut socket = self.socket.try_borrow_mut().map_err(|_| ErrorKind::Other)?;
+        let n = socket.read(buf).await.map_err(|e| e.kind())?;
+        self.first.record(&buf[..n]);
+        Ok(n)
     }
 }
 
 impl<S: Socket> Write for Lent<'_, S> {
     #[allow(clippy::await_holding_refcell_ref)]
     async fn write(&mut self, buf: &[u8]) -> Result<usize, ErrorKind> {
-        let mut socket = self.0.try_borrow_mut().map_err(|_| ErrorKind::Other)?;
+        let mut socket = self.socket.try_borrow_mut().map_err(|_| ErrorKind::Other)?;
         socket.write(buf).await.map_err(|e| e.kind())
     }
 
     #[allow(clippy::await_holding_refcell_ref)]
     async fn flush(&mut self) -> Result<(), ErrorKind> {
-        let mut socket = self.0.try_borrow_mut().map_err(|_| ErrorKind::Other)?;
+        let mut socket = self.socket.try_borrow_mut().map_err(|_| ErrorKind::Other)?;
         socket.flush().await.map_err(|e| e.kind())
     }
 }
@@ -113,6 +172,13 @@ pub enum SessionError {
     Closed,
     /// TLS: the handshake failed (certificate, name, algorithms) or a record was bad.
     Tls(TlsError),
+    /// TLS: the hub refused the handshake with this alert (RFC 8446 6.2; 40: handshake_failure).
+    Alert { description: u8 },
+    /// TLS: the hub answered in something else than TLS (plain HTTP).
+    NotTls,
+    /// TLS: the hub started the handshake, then sent a record it had no place for (an
+    /// encrypted alert, typically).
+    Unexpected,
     /// The upgrade request does not fit the send queue.
     Handshake(HandshakeError),
     /// The core's frames do not fit the send queue.
@@ -136,6 +202,24 @@ impl core::fmt::Display for SessionError {
             Self::Io(kind) => write!(f, "socket error ({kind:?})"),
             Self::Closed => write!(f, "connection closed by the network or the hub"),
             Self::Tls(e) => write!(f, "TLS: {}", describe_tls(e)),
+            Self::Alert { description: 40 } => write!(
+                f,
+                "TLS: the hub refused the handshake (alert 40, handshake_failure): its certificate's key is not ECDSA P-256 (RSA?), or it has no TLS 1.3 with AES-128-GCM and P-256"
+            ),
+            Self::Alert { description } => {
+                write!(
+                    f,
+                    "TLS: the hub refused the handshake (alert {description})"
+                )
+            }
+            Self::Unexpected => write!(
+                f,
+                "TLS: the hub broke off the handshake: most likely its certificate's key is not ECDSA P-256 (RSA? P-384?), which this client cannot check"
+            ),
+            Self::NotTls => write!(
+                f,
+                "TLS: the hub's port did not answer in TLS (a ws:// port? check the URL's scheme and port)"
+            ),
             Self::Handshake(e) => write!(f, "WebSocket handshake: {e}"),
             Self::Frame(e) => write!(f, "frame: {e}"),
         }
@@ -161,14 +245,9 @@ pub fn describe_tls(e: &TlsError) -> &'static str {
         TlsError::OutOfMemory | TlsError::InsufficientSpace => {
             "the hub's certificate chain is larger than this build's buffers"
         }
-        TlsError::HandshakeAborted(..) | TlsError::AbortHandshake(..) => {
-            "the hub aborted the handshake (no TLS 1.3 with AES-128-GCM and P-256 in common?)"
-        }
+        TlsError::AbortHandshake(..) => "this client aborted the handshake",
         TlsError::InvalidCipherSuite | TlsError::InvalidKeyShare => {
             "the hub chose a cipher suite or key exchange this build does not offer"
-        }
-        TlsError::InvalidRecord | TlsError::UnknownContentType => {
-            "the hub's port did not answer in TLS (a ws:// port? check the URL's scheme and port)"
         }
         TlsError::MissingHandshake => "no TLS handshake was made",
         _ => "the TLS connection failed",
@@ -231,7 +310,11 @@ impl<'a, S: Socket> Channel<'a, S> {
         rng: impl CryptoRngCore,
     ) -> Result<Self, SessionError> {
         let config = TlsConfig::new().with_server_name(server_name);
-        let mut tls = TlsConnection::new(Lent(socket), &mut buffers.read, &mut buffers.write);
+        let TlsBuffers { read, write, first } = buffers;
+        let first: &FirstBytes = first;
+        first.len.set(0);
+        let lent = Lent { socket, first };
+        let mut tls = TlsConnection::new(lent, read, write);
         // Like the plain socket: a record goes to the socket at once, without waiting for the
         // hub's acknowledgement.
         tls.set_flush_policy(FlushPolicy::Relaxed);
@@ -239,7 +322,9 @@ impl<'a, S: Socket> Channel<'a, S> {
             rng,
             verifier: CertVerifier::new(Certificate::X509(ca_der)),
         };
-        tls.open(TlsContext::new(&config, provider)).await?;
+        if let Err(e) = tls.open(TlsContext::new(&config, provider)).await {
+            return Err(first.explain(e));
+        }
         Ok(Self {
             socket,
             stream: Stream::Tls(tls),

@@ -107,7 +107,21 @@ struct Pki {
     key: PrivateKeyDer<'static>,
 }
 
+/// A throwaway RSA-2048 key (made with `openssl genpkey` for this test only; rcgen with ring
+/// cannot make RSA keys), as a hub certificate made with a default `mkcert` would have.
+const RSA_KEY: &str = include_str!("data/rsa-2048-test-key.pem");
+
+#[derive(Clone, Copy, PartialEq)]
+enum HubKey {
+    EcdsaP256,
+    Rsa2048,
+}
+
 fn pki(expired: bool) -> Pki {
+    pki_with(expired, HubKey::EcdsaP256)
+}
+
+fn pki_with(expired: bool, hub_key: HubKey) -> Pki {
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca_params
@@ -120,7 +134,12 @@ fn pki(expired: bool) -> Pki {
         leaf.not_before = rcgen::date_time_ymd(2020, 1, 1);
         leaf.not_after = rcgen::date_time_ymd(2021, 1, 1);
     }
-    let key = KeyPair::generate().unwrap();
+    let key = match hub_key {
+        HubKey::EcdsaP256 => KeyPair::generate().unwrap(),
+        HubKey::Rsa2048 => {
+            KeyPair::from_pem_and_sign_algo(RSA_KEY, &rcgen::PKCS_RSA_SHA256).unwrap()
+        }
+    };
     let cert = leaf.signed_by(&key, &ca).unwrap();
     Pki {
         ca_pem: ca.pem(),
@@ -407,19 +426,14 @@ fn an_expired_hub_certificate_is_refused_once_the_clock_is_set() {
     );
 }
 
-#[test]
-fn a_wss_url_pointing_at_a_plain_http_port_says_so() {
-    // What the hub's plain port answers to a TLS ClientHello: an HTTP 400.
+/// What a client refused by a hub that answers the ClientHello with `answer` is told.
+fn answered_with(answer: &'static [u8]) -> SessionError {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
-    let http = std::thread::spawn(move || {
+    let server = std::thread::spawn(move || {
         let (mut tcp, _) = listener.accept().unwrap();
         let _ = std::io::Read::read(&mut tcp, &mut [0u8; 512]);
-        std::io::Write::write_all(
-            &mut tcp,
-            b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n",
-        )
-        .unwrap();
+        std::io::Write::write_all(&mut tcp, answer).unwrap();
     });
     let ca = ca_der(&pki(false));
     let mut core = core(0);
@@ -436,13 +450,37 @@ fn a_wss_url_pointing_at_a_plain_http_port_says_so() {
         now,
         [4; 16],
     )
-    .expect_err("not TLS");
-    http.join().unwrap();
+    .expect_err("refused");
+    server.join().unwrap();
+    err
+}
+
+#[test]
+fn a_wss_url_pointing_at_a_plain_http_port_says_so() {
+    // What the hub's plain port answers to a TLS ClientHello: an HTTP 400.
+    let err = answered_with(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n");
+    assert!(matches!(err, SessionError::NotTls), "{err:?}");
+    assert!(err.to_string().contains("did not answer in TLS"), "{err}");
+}
+
+#[test]
+fn a_hub_that_refuses_the_handshake_is_told_apart_with_its_alert() {
+    // What rustls sends when it has nothing in common with the client, e.g. an RSA certificate
+    // for a client that checks ECDSA only: a fatal handshake_failure alert.
+    let err = answered_with(&[0x15, 0x03, 0x01, 0x00, 0x02, 0x02, 40]);
     assert!(
-        matches!(err, SessionError::Tls(TlsError::InvalidRecord)),
+        matches!(err, SessionError::Alert { description: 40 }),
         "{err:?}"
     );
-    assert!(err.to_string().contains("did not answer in TLS"), "{err}");
+    assert!(err.to_string().contains("RSA?"), "{err}");
+}
+
+#[test]
+fn a_hub_with_an_rsa_certificate_is_refused_with_a_message_naming_rsa() {
+    let hub = pki_with(false, HubKey::Rsa2048);
+    let err = refused::<NoClock>(&hub, &ca_der(&hub), HOST);
+    assert!(matches!(err, SessionError::Unexpected), "{err:?}");
+    assert!(err.to_string().contains("RSA?"), "{err}");
 }
 
 #[test]
