@@ -28,12 +28,16 @@ impl<'a> BitWriter<'a> {
         }
     }
 
-    /// Writes the low `n` bits of `value`, most significant first. `n` is at most 64.
+    /// Writes `value`, which has at most `n` bits, most significant first. `n` is at most 64.
     #[inline]
     pub(super) fn bits(&mut self, value: u64, n: u32) {
+        debug_assert!(
+            n == 64 || value >> n == 0,
+            "{value:#x} has more than {n} bits"
+        );
         if n > 32 {
             self.field(value >> 32, n - 32);
-            self.field(value, 32);
+            self.field(value & u64::from(u32::MAX), 32);
         } else {
             self.field(value, n);
         }
@@ -43,11 +47,11 @@ impl<'a> BitWriter<'a> {
         self.field(u64::from(bit), 1);
     }
 
-    /// Writes the low `n` bits of `value`; `n` is at most 32.
+    /// Writes `value`, of at most `n` bits; `n` is at most 32.
     #[inline(always)]
     fn field(&mut self, value: u64, n: u32) {
         debug_assert!(n <= 32);
-        self.acc = (self.acc << n) | (value & ((1 << n) - 1));
+        self.acc = (self.acc << n) | value;
         self.len += n;
         if self.len >= 32 {
             self.len -= 32;
@@ -69,48 +73,62 @@ impl<'a> BitWriter<'a> {
 /// Reads bits from a byte slice; reading past its end is `Truncated`.
 pub(super) struct BitReader<'a> {
     bytes: &'a [u8],
-    /// Position of the next bit, counted from bit 7 of `bytes[0]`.
-    pos: usize,
+    /// The first byte not yet loaded into `buf`.
+    next: usize,
+    /// The next bits to read, left-aligned: `have` of them, then (once every byte is loaded)
+    /// zeros or else the bits of the bytes from `next` on.
+    buf: u64,
+    have: u32,
 }
 
-/// The widest field [`BitReader::window`] always holds whole: 64 bits less the 7 a position
-/// inside a byte may shift out.
-const WINDOW_BITS: u32 = 57;
+/// The widest field a refilled [`BitReader`] holds whole, unless the bytes end first.
+const REFILLED_BITS: u32 = 56;
 
 impl<'a> BitReader<'a> {
     pub(super) fn new(bytes: &'a [u8]) -> Self {
-        Self { bytes, pos: 0 }
+        Self {
+            bytes,
+            next: 0,
+            buf: 0,
+            have: 0,
+        }
     }
 
-    /// The next 57 or more bits, left-aligned; bits past the end of the bytes read as zeros.
+    /// Loads bytes until `buf` holds at least [`REFILLED_BITS`] bits or every byte.
     #[inline(always)]
-    fn window(&self) -> u64 {
-        let at = self.pos / 8;
-        let word = match self.bytes.get(at..at + 8) {
-            Some(eight) => {
-                let mut buf = [0u8; 8];
-                buf.copy_from_slice(eight);
-                u64::from_be_bytes(buf)
+    fn refill(&mut self) {
+        if self.have >= REFILLED_BITS {
+            return;
+        }
+        if let Some(eight) = self.bytes.get(self.next..self.next + 8) {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(eight);
+            // Whole bytes only; the bits past them are the same bytes' bits, so they agree
+            // with what the next refill loads there.
+            self.buf |= u64::from_be_bytes(word) >> self.have;
+            let loaded = (63 - self.have) / 8;
+            self.next += loaded as usize;
+            self.have += 8 * loaded;
+        } else {
+            while self.have <= 56 {
+                let Some(&byte) = self.bytes.get(self.next) else {
+                    return;
+                };
+                self.buf |= u64::from(byte) << (56 - self.have);
+                self.next += 1;
+                self.have += 8;
             }
-            None => {
-                let mut buf = [0u8; 8];
-                let rest = self.bytes.get(at..).unwrap_or_default();
-                let take = rest.len().min(8);
-                buf[..take].copy_from_slice(&rest[..take]);
-                u64::from_be_bytes(buf)
-            }
-        };
-        word << (self.pos % 8)
+        }
     }
 
-    /// Moves past `n` bits, if there are that many left.
+    /// Moves past `n` bits (at most [`REFILLED_BITS`], after a refill), if there are that many.
     #[inline(always)]
     fn consume(&mut self, n: u32) -> Result<(), PayloadError> {
-        let end = self.pos + n as usize;
-        if end > self.bytes.len() * 8 {
+        if n > self.have {
             return Err(PayloadError::Truncated);
         }
-        self.pos = end;
+        self.buf <<= n;
+        self.have -= n;
         Ok(())
     }
 
@@ -121,14 +139,25 @@ impl<'a> BitReader<'a> {
     /// Reads `n` bits (at most 64), most significant first.
     #[inline]
     pub(super) fn bits(&mut self, n: u32) -> Result<u64, PayloadError> {
-        if n > WINDOW_BITS {
-            let high = self.bits(n - 32)?;
-            return Ok((high << 32) | self.bits(32)?);
+        if n > REFILLED_BITS {
+            return self.wide_field(n);
         }
-        if n == 0 {
-            return Ok(0);
-        }
-        let value = self.window() >> (64 - n);
+        self.field(n)
+    }
+
+    /// A field of more than [`REFILLED_BITS`] bits, in two.
+    #[cold]
+    fn wide_field(&mut self, n: u32) -> Result<u64, PayloadError> {
+        let high = self.field(n - 32)?;
+        Ok((high << 32) | self.field(32)?)
+    }
+
+    /// A field of at most [`REFILLED_BITS`] bits.
+    #[inline(always)]
+    fn field(&mut self, n: u32) -> Result<u64, PayloadError> {
+        self.refill();
+        // Two shifts, so that a 0-bit field shifts by 64 in all and reads 0.
+        let value = (self.buf >> 1) >> (63 - n);
         self.consume(n)?;
         Ok(value)
     }
@@ -137,15 +166,17 @@ impl<'a> BitReader<'a> {
     /// is at most 32): the unary codes. Returns the number of 1-bits.
     #[inline]
     pub(super) fn ones(&mut self, max: u32) -> Result<u32, PayloadError> {
-        let ones = self.window().leading_ones().min(max);
+        self.refill();
+        let ones = self.buf.leading_ones().min(max);
         self.consume(if ones < max { ones + 1 } else { ones })?;
         Ok(ones)
     }
 
     /// Ends the stream: the rest of the current byte must be zero and no byte may follow.
     pub(super) fn finish(self) -> Result<(), PayloadError> {
-        let used = self.pos.div_ceil(8);
-        let padding_bits = (used * 8 - self.pos) as u32;
+        let pos = self.next * 8 - self.have as usize;
+        let used = pos.div_ceil(8);
+        let padding_bits = (used * 8 - pos) as u32;
         if padding_bits > 0 {
             let last = self.bytes.get(used - 1).copied().unwrap_or(0);
             if u32::from(last) & ((1 << padding_bits) - 1) != 0 {
@@ -179,7 +210,10 @@ mod tests {
         let mut out = Vec::new();
         let mut w = BitWriter::new(&mut out);
         let fields: Vec<(u64, u32)> = (0..=64)
-            .map(|n| (0xdead_beef_cafe_f00d_u64.rotate_left(n), n))
+            .map(|n| {
+                let mask = if n == 64 { u64::MAX } else { (1u64 << n) - 1 };
+                (0xdead_beef_cafe_f00d_u64.rotate_left(n) & mask, n)
+            })
             .collect();
         for &(v, n) in &fields {
             w.bits(v, n);
@@ -187,8 +221,7 @@ mod tests {
         w.finish();
         let mut r = BitReader::new(&out);
         for &(v, n) in &fields {
-            let mask = if n == 64 { u64::MAX } else { (1u64 << n) - 1 };
-            assert_eq!(r.bits(n), Ok(v & mask), "width {n}");
+            assert_eq!(r.bits(n), Ok(v), "width {n}");
         }
         assert_eq!(r.finish(), Ok(()));
     }

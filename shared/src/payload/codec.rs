@@ -34,19 +34,25 @@ pub fn encode(points: &[Point], out: &mut Vec<u8>) {
         "a payload holds at most {MAX_READINGS_PER_BATCH} points, got {}",
         points.len()
     );
-    // A batch sorts on the stack; only an oversized one (a caller bug) takes the heap.
+    // A batch sorts on the stack; only an oversized one (a caller bug) takes the heap. `steps`
+    // holds the step counts of the points of decimal series.
     let mut on_stack: heapless::Vec<Point, MAX_READINGS_PER_BATCH> = heapless::Vec::new();
-    let mut on_heap: Vec<Point> = Vec::new();
-    let sorted: &mut [Point] = if on_stack.extend_from_slice(points).is_ok() {
-        &mut on_stack
+    let mut steps_on_stack: heapless::Vec<i64, MAX_READINGS_PER_BATCH> = heapless::Vec::new();
+    let (mut on_heap, mut steps_on_heap) = (Vec::new(), Vec::new());
+    let (sorted, steps): (&mut [Point], &mut [i64]) = if on_stack.extend_from_slice(points).is_ok()
+        && steps_on_stack.resize(points.len(), 0).is_ok()
+    {
+        (&mut on_stack, &mut steps_on_stack)
     } else {
         on_heap.extend_from_slice(points);
-        &mut on_heap
+        steps_on_heap.resize(points.len(), 0);
+        (&mut on_heap, &mut steps_on_heap)
     };
     super::order::sort_into(points, sorted);
 
     // Sensors are `u8`s and each has one series, so at most 256 series.
     let mut series: heapless::Vec<Series<'_>, 256> = heapless::Vec::new();
+    let mut rest_steps = steps;
     for points in sorted.chunk_by(|a, b| a.sensor == b.sensor) {
         let shares_timestamps = series.last().is_some_and(|prev| {
             prev.points.len() == points.len()
@@ -56,10 +62,14 @@ pub fn encode(points: &[Point], out: &mut Vec<u8>) {
                     .zip(points)
                     .all(|(a, b)| a.ts_ms == b.ts_ms)
         });
+        let (steps, rest) = core::mem::take(&mut rest_steps).split_at_mut(points.len());
+        rest_steps = rest;
+        let values = super::price::cheapest(points, steps);
         let planned = Series {
             points,
+            steps,
             shares_timestamps,
-            values: super::price::cheapest(points),
+            values,
         };
         if series.push(planned).is_err() {
             debug_assert!(false, "more series than sensors");
@@ -86,7 +96,7 @@ pub fn encode(points: &[Point], out: &mut Vec<u8>) {
             write_varint(out, zigzag(first.ts_ms.wrapping_sub(prev_first_ts)));
             prev_first_ts = first.ts_ms;
         }
-        super::values::write_first(out, s.values, s.points);
+        super::values::write_first(out, s.values, s.points, s.steps);
     }
 
     let mut bits = BitWriter::new(out);
@@ -101,7 +111,7 @@ pub fn encode(points: &[Point], out: &mut Vec<u8>) {
                 prev_delta = delta;
             }
         }
-        super::values::write_codes(&mut bits, s.values, s.points);
+        super::values::write_codes(&mut bits, s.values, s.points, s.steps);
     }
     bits.finish();
 }
@@ -109,6 +119,8 @@ pub fn encode(points: &[Point], out: &mut Vec<u8>) {
 /// The points of one sensor, sorted by time, and how they are coded.
 struct Series<'a> {
     points: &'a [Point],
+    /// The step counts of `points`, if `values` is decimal.
+    steps: &'a [i64],
     shares_timestamps: bool,
     values: ValueCodec,
 }

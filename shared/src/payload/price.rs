@@ -12,12 +12,14 @@ use super::Point;
 use super::bytes::{varint_len, zigzag};
 use super::values::{Decimal, MAX_RICE_K, RICE_ESCAPE, ValueCodec, XorCode, XorWindow};
 
-/// The cheapest codec for `series` (at least one point).
-pub(super) fn cheapest(series: &[Point]) -> ValueCodec {
+/// The cheapest codec for `series` (at least one point). `steps` (as long as `series`) is
+/// left holding the step counts of the values if the codec is decimal.
+pub(super) fn cheapest(series: &[Point], steps: &mut [i64]) -> ValueCodec {
     // The coarsest step that gives every value back; finer ones only make bigger numbers.
-    let Some(prices) = (0..4).find_map(|decimals| DecimalPrices::of(series, decimals)) else {
+    let mut prices = DecimalPrices::default();
+    if !(0..4).any(|decimals| prices.measure(series, decimals, steps).is_some()) {
         return ValueCodec::Xor;
-    };
+    }
     let (bits, decimal) = prices.cheapest();
     if bits < prices.xor_floor || bits < xor_bits(series) {
         ValueCodec::Decimal(decimal)
@@ -43,64 +45,70 @@ fn xor_bits(series: &[Point]) -> u64 {
 }
 
 /// What the decimal codecs of one step size cost a series.
+#[derive(Default)]
 struct DecimalPrices {
     step: Decimal,
     /// Bits per Rice parameter, header included: codes of deltas, then of delta-of-deltas.
-    deltas: [u64; 8],
-    delta_of_deltas: [u64; 8],
+    deltas: [u64; LANES],
+    delta_of_deltas: [u64; LANES],
     /// No XOR coding of the series takes fewer bits.
     xor_floor: u64,
 }
 
 impl DecimalPrices {
-    /// `None` if some value of `series` is no whole number of steps of 10^-decimals.
-    fn of(series: &[Point], decimals: u8) -> Option<Self> {
+    /// `None` if some value of `series` is no whole number of steps of 10^-decimals; else sets
+    /// the prices, and `steps` (as long as `series`) holds the step counts.
+    fn measure(&mut self, series: &[Point], decimals: u8, steps: &mut [i64]) -> Option<()> {
         let step = Decimal {
             decimals,
             delta_of_delta: false,
             rice_k: 0,
         };
         let (first, rest) = series.split_first()?;
-        let first_steps = step.steps(first.value)?;
-        let mut prev_steps = first_steps;
+        let (first_steps, rest_steps) = steps.split_first_mut()?;
+        *first_steps = step.steps(first.value)?;
+        let first_bits = 8 * u64::from(varint_len(zigzag(*first_steps)));
+        let prices = self;
+        prices.step = step;
+        prices.deltas = [first_bits; LANES];
+        prices.delta_of_deltas = [first_bits; LANES];
+        prices.xor_floor = 32;
+        let (mut prev_steps, mut prev_delta) = (*first_steps, 0i64);
         let mut prev_bits = first.value.to_bits();
-        let mut prev_delta = 0i64;
-        let (mut deltas, mut delta_of_deltas) = (RicePrices::default(), RicePrices::default());
-        let mut changed = 0;
-        for p in rest {
-            let steps = step.steps(p.value)?;
-            let delta = steps.wrapping_sub(prev_steps);
-            deltas.add(zigzag(delta));
-            delta_of_deltas.add(zigzag(delta.wrapping_sub(prev_delta)));
-            changed += u64::from(p.value.to_bits() != prev_bits);
-            (prev_steps, prev_delta, prev_bits) = (steps, delta, p.value.to_bits());
+        let chunks = rest
+            .chunks(LANE_CODES)
+            .zip(rest_steps.chunks_mut(LANE_CODES));
+        for (points, steps) in chunks {
+            let (mut deltas, mut delta_of_deltas) = (0u128, 0u128);
+            for (p, slot) in points.iter().zip(steps) {
+                let steps = step.steps(p.value)?;
+                *slot = steps;
+                let delta = steps.wrapping_sub(prev_steps);
+                deltas += lanes_of(zigzag(delta));
+                delta_of_deltas += lanes_of(zigzag(delta.wrapping_sub(prev_delta)));
+                let bits = p.value.to_bits();
+                // A repeat takes 1 XOR bit, a change at least 3.
+                prices.xor_floor += if bits == prev_bits { 1 } else { 3 };
+                (prev_steps, prev_delta, prev_bits) = (steps, delta, bits);
+            }
+            add_lanes(&mut prices.deltas, deltas);
+            add_lanes(&mut prices.delta_of_deltas, delta_of_deltas);
         }
-        let first_bits = 8 * u64::from(varint_len(zigzag(first_steps)));
-        let same = rest.len() as u64 - changed;
-        Some(Self {
-            step,
-            deltas: deltas.totals().map(|bits| first_bits + bits),
-            delta_of_deltas: delta_of_deltas.totals().map(|bits| first_bits + bits),
-            xor_floor: 32 + same + 3 * changed,
-        })
+        Some(())
     }
 
     /// The cheapest of the 16, the first among equals, and its bits.
     fn cheapest(&self) -> (u64, Decimal) {
-        let mut best = (u64::MAX, self.step);
-        for (delta_of_delta, prices) in [(false, &self.deltas), (true, &self.delta_of_deltas)] {
-            for (rice_k, &bits) in (0..).zip(prices) {
-                if bits < best.0 {
-                    let d = Decimal {
-                        delta_of_delta,
-                        rice_k,
-                        ..self.step
-                    };
-                    best = (bits, d);
-                }
-            }
-        }
-        best
+        // Bits above, position among the 16 below: the smallest key is the first cheapest.
+        let all = self.deltas.iter().chain(&self.delta_of_deltas);
+        let key = (0..).zip(all).map(|(i, &bits)| (bits << 4) | i).min();
+        let key = key.unwrap_or_default();
+        let decimal = Decimal {
+            delta_of_delta: key & 8 != 0,
+            rice_k: (key & 7) as u32,
+            ..self.step
+        };
+        (key >> 4, decimal)
     }
 }
 
@@ -165,37 +173,14 @@ fn lanes_of(z: u64) -> u128 {
     }
 }
 
-/// Sums of Rice prices for every k, in 16-bit lanes moved to `u64`s before they can overflow.
-#[derive(Default)]
-struct RicePrices {
-    lanes: u128,
-    in_lanes: u32,
-    totals: [u64; LANES],
-}
+/// Codes whose prices a `u128` of 16-bit lanes sums without overflow: a code costs at most
+/// 8 + 6 + 64 bits.
+const LANE_CODES: usize = u16::MAX as usize / 78;
 
-impl RicePrices {
-    /// Codes the lanes hold before they are moved: a code costs at most 8 + 6 + 64 bits.
-    const FLUSH_EVERY: u32 = u16::MAX as u32 / 78;
-
-    #[inline(always)]
-    fn add(&mut self, z: u64) {
-        self.lanes += lanes_of(z);
-        self.in_lanes += 1;
-        if self.in_lanes == Self::FLUSH_EVERY {
-            self.flush();
-        }
-    }
-
-    fn flush(&mut self) {
-        for (k, total) in self.totals.iter_mut().enumerate() {
-            *total += u64::from((self.lanes >> (16 * k)) as u16);
-        }
-        (self.lanes, self.in_lanes) = (0, 0);
-    }
-
-    fn totals(mut self) -> [u64; LANES] {
-        self.flush();
-        self.totals
+/// Adds each lane of `lanes` to its total.
+fn add_lanes(totals: &mut [u64; LANES], lanes: u128) {
+    for (k, total) in totals.iter_mut().enumerate() {
+        *total += u64::from((lanes >> (16 * k)) as u16);
     }
 }
 
@@ -218,12 +203,9 @@ mod tests {
     }
 
     #[test]
-    fn prices_add_up_past_what_a_lane_holds() {
-        let mut prices = RicePrices::default();
-        for _ in 0..3 * RicePrices::FLUSH_EVERY + 5 {
-            prices.add(u64::MAX);
-        }
-        let codes = u64::from(3 * RicePrices::FLUSH_EVERY + 5);
-        assert_eq!(prices.totals(), [codes * 78; LANES]);
+    fn lanes_hold_a_chunk_of_the_dearest_codes() {
+        let mut totals = [1; LANES];
+        add_lanes(&mut totals, lanes_of(u64::MAX) * LANE_CODES as u128);
+        assert_eq!(totals, [1 + 78 * LANE_CODES as u64; LANES]);
     }
 }

@@ -24,6 +24,37 @@ const DECIMALS_SHIFT: u8 = 3;
 /// Steps per unit for 0, 1, 2, 3 decimals.
 const STEPS_PER_UNIT: [f64; 4] = [1.0, 10.0, 100.0, 1000.0];
 
+/// [`Decimal::certain_bounds`] as multiples of 2^exponent, in steps (times steps per unit):
+/// half an ulp (2^-24) or at a power of two a quarter (the gap below it is half an ulp), less
+/// 2^-20 of that; and half an ulp plus 2^-20 of it.
+const CLOSE_FACTOR: [[f64; 4]; 2] = {
+    let half_ulp = (1.0 - 1.0 / (1u64 << 20) as f64) / (1u64 << 24) as f64;
+    let quarter_ulp = half_ulp / 2.0;
+    [
+        [
+            half_ulp,
+            10.0 * half_ulp,
+            100.0 * half_ulp,
+            1000.0 * half_ulp,
+        ],
+        [
+            quarter_ulp,
+            10.0 * quarter_ulp,
+            100.0 * quarter_ulp,
+            1000.0 * quarter_ulp,
+        ],
+    ]
+};
+const FAR_FACTOR: [f64; 4] = {
+    let half_ulp = (1.0 + 1.0 / (1u64 << 20) as f64) / (1u64 << 24) as f64;
+    [
+        half_ulp,
+        10.0 * half_ulp,
+        100.0 * half_ulp,
+        1000.0 * half_ulp,
+    ]
+};
+
 /// Step counts are kept within ±2^53, where every integer is an exact `f64`; values beyond
 /// (over 9e12 at 0.001) are XOR'd.
 const MAX_STEPS: f64 = 9_007_199_254_740_992.0;
@@ -36,7 +67,7 @@ pub(super) const MAX_RICE_K: u32 = 7;
 pub(super) const RICE_ESCAPE: u32 = 8;
 
 /// A decimal series' parameters.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(super) struct Decimal {
     /// Values are multiples of 10^-decimals: 0..=3.
     pub(super) decimals: u8,
@@ -60,12 +91,41 @@ impl Decimal {
             return None;
         }
         let steps = nearest(scaled);
+        // Exact: `steps` and `scaled` are within 1 of each other, and `scaled` has at most 34
+        // significant bits.
+        let off = (steps as f64 - scaled).abs();
+        let (close, far) = self.certain_bounds(value);
+        if off < close {
+            return Some(steps);
+        }
+        if off > far {
+            return None;
+        }
         (self.value(steps).to_bits() == value.to_bits()).then_some(steps)
     }
 
-    /// What [`Decimal::steps`] finds, for a value it has found steps for.
-    fn known_steps(self, value: f32) -> i64 {
-        nearest(self.scaled(value))
+    /// Spares [`Decimal::steps`] the division that [`Decimal::value`] does, unless `value` lies
+    /// right at the edge of what rounds to it: a value less than `close` steps from a whole
+    /// number of steps is the `f32` nearest to it, one more than `far` steps away is not.
+    ///
+    /// `close` is half the gap to the next `f32` below `value` (the smaller of its two gaps),
+    /// `far` half the gap above (the larger), both with a margin of 2^-20, far more than the
+    /// 2^-53 that the `f64` quotient may be off. `close` is 0 for zeros (whose sign only the
+    /// division settles) and subnormals, `far` infinite.
+    #[inline(always)]
+    fn certain_bounds(self, value: f32) -> (f64, f64) {
+        let bits = value.to_bits();
+        // 2^exponent, 2^23 times the ulp of `value`.
+        let binade = f64::from(f32::from_bits(bits & 0x7f80_0000));
+        let power_of_two = bits & 0x007f_ffff == 0;
+        let d = usize::from(self.decimals & 3);
+        let close = binade * CLOSE_FACTOR[usize::from(power_of_two)][d];
+        let far = if binade > 0.0 {
+            binade * FAR_FACTOR[d]
+        } else {
+            f64::INFINITY
+        };
+        (close, far)
     }
 
     fn scaled(self, value: f32) -> f64 {
@@ -75,16 +135,12 @@ impl Decimal {
 }
 
 /// The integer nearest to `scaled` (within ±2^53), halves away from zero.
+#[inline(always)]
 fn nearest(scaled: f64) -> i64 {
     let truncated = scaled as i64;
     let fraction = scaled - truncated as f64;
-    if fraction >= 0.5 {
-        truncated + 1
-    } else if fraction <= -0.5 {
-        truncated - 1
-    } else {
-        truncated
-    }
+    // Flags, not branches: which way a value rounds is a coin toss, so a branch mispredicts.
+    truncated + i64::from(fraction >= 0.5) - i64::from(fraction <= -0.5)
 }
 
 /// How a series' values are coded, as its mode byte names it.
@@ -122,37 +178,42 @@ impl ValueCodec {
 }
 
 /// The first value, in the series header: 4 bytes (big-endian `f32` bits) for XOR, the
-/// zigzag varint of its step count for decimal. `series` has a point.
-pub(super) fn write_first(out: &mut Vec<u8>, codec: ValueCodec, series: &[Point]) {
-    let Some(first) = series.first() else {
-        return;
-    };
+/// zigzag varint of its step count for decimal. `steps` are those of the values of `series`
+/// under a decimal `codec` (unused for XOR).
+pub(super) fn write_first(out: &mut Vec<u8>, codec: ValueCodec, series: &[Point], steps: &[i64]) {
     match codec {
-        ValueCodec::Xor => out.extend_from_slice(&first.value.to_bits().to_be_bytes()),
-        ValueCodec::Decimal(d) => write_varint(out, zigzag(d.known_steps(first.value))),
+        ValueCodec::Xor => {
+            if let Some(first) = series.first() {
+                out.extend_from_slice(&first.value.to_bits().to_be_bytes());
+            }
+        }
+        ValueCodec::Decimal(_) => {
+            if let Some(&first) = steps.first() {
+                write_varint(out, zigzag(first));
+            }
+        }
     }
 }
 
-/// One code per value after the first, in the bit stream. `codec` is one that `series` allows.
-pub(super) fn write_codes(bits: &mut BitWriter<'_>, codec: ValueCodec, series: &[Point]) {
+/// One code per value after the first, in the bit stream; `steps` as for [`write_first`].
+pub(super) fn write_codes(
+    bits: &mut BitWriter<'_>,
+    codec: ValueCodec,
+    series: &[Point],
+    steps: &[i64],
+) {
     match codec {
         ValueCodec::Xor => write_xor(bits, series),
         ValueCodec::Decimal(d) => {
-            let Some((first, rest)) = series.split_first() else {
-                return;
-            };
-            let mut prev_steps = d.known_steps(first.value);
             let mut prev_delta = 0i64;
-            for p in rest {
-                let steps = d.known_steps(p.value);
-                let delta = steps.wrapping_sub(prev_steps);
+            for pair in steps.windows(2) {
+                let delta = pair[1].wrapping_sub(pair[0]);
                 let code = if d.delta_of_delta {
                     delta.wrapping_sub(prev_delta)
                 } else {
                     delta
                 };
                 write_rice(bits, zigzag(code), d.rice_k);
-                prev_steps = steps;
                 prev_delta = delta;
             }
         }
@@ -401,6 +462,70 @@ mod tests {
         assert_eq!(units.steps((1u64 << 53) as f32), Some(1 << 53));
         assert_eq!(units.steps((1u64 << 54) as f32), None);
         assert_eq!(units.steps(0.5), None);
+    }
+
+    /// [`Decimal::steps`] as it was first written: always by the division.
+    fn steps_by_division(d: Decimal, value: f32) -> Option<i64> {
+        let scaled = f64::from(value) * STEPS_PER_UNIT[usize::from(d.decimals)];
+        if !(-MAX_STEPS..=MAX_STEPS).contains(&scaled) {
+            return None;
+        }
+        let steps = nearest(scaled);
+        (d.value(steps).to_bits() == value.to_bits()).then_some(steps)
+    }
+
+    #[test]
+    fn step_counts_found_without_the_division_are_those_the_division_finds() {
+        let mut values: Vec<f32> = Vec::new();
+        // Values at and around decimal steps, powers of two and the edges of the ranges.
+        for decimals in 0..4 {
+            let per_unit = STEPS_PER_UNIT[decimals];
+            for steps in (-3000i64..3000).chain((0..60).map(|b| 1i64 << b)) {
+                let near = (steps as f64 / per_unit) as f32;
+                for ulps in -3i32..=3 {
+                    let bits = near.to_bits() as i32 + ulps;
+                    values.push(f32::from_bits(bits as u32));
+                    values.push(-f32::from_bits(bits as u32));
+                }
+            }
+        }
+        for e in -149..128 {
+            let power = 2f64.powi(e) as f32;
+            for ulps in -2i32..=2 {
+                values.push(f32::from_bits((power.to_bits() as i32 + ulps) as u32));
+            }
+        }
+        values.extend([
+            0.0,
+            -0.0,
+            f32::MIN_POSITIVE,
+            f32::MAX,
+            f32::NAN,
+            f32::INFINITY,
+        ]);
+        // And any bits.
+        let mut x = 0x9e37_79b9_u32;
+        for _ in 0..200_000 {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            values.push(f32::from_bits(x));
+        }
+        for decimals in 0..4 {
+            let d = Decimal {
+                decimals,
+                delta_of_delta: false,
+                rice_k: 0,
+            };
+            for &v in &values {
+                assert_eq!(
+                    d.steps(v),
+                    steps_by_division(d, v),
+                    "{v:e} ({:#x}) at {decimals}",
+                    v.to_bits()
+                );
+            }
+        }
     }
 
     #[test]
