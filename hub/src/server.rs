@@ -93,7 +93,8 @@ pub async fn run(
     let (stop_tx, stop_rx) = watch::channel(false);
     let (tasks_tx, mut tasks_rx) = mpsc::channel::<()>(1);
     let state = AppState {
-        live: LiveFanout::new(config.live_buffer),
+        live: LiveFanout::new(config.live_buffer)
+            .map_err(|e| anyhow::anyhow!("starting the live-clients thread: {e}"))?,
         connections: Arc::new(Connections::default()),
         live_clients: Arc::new(Semaphore::new(config.max_live_clients)),
         logins: Arc::new(Logins::new(&config)),
@@ -205,14 +206,17 @@ async fn live_upgrade(
         .max_message_size(live::client::MAX_CLIENT_MESSAGE_BYTES)
         .max_frame_size(live::client::MAX_CLIENT_MESSAGE_BYTES)
         .on_upgrade(move |socket| async move {
-            live::client::serve(
-                socket,
-                app.live.clone(),
-                app.shutdown.clone(),
-                app.config.ping_interval,
-            )
-            .await;
-            drop((app, permit));
+            let live = app.live.clone();
+            live.spawn_client(async move {
+                live::client::serve(
+                    socket,
+                    app.live.clone(),
+                    app.shutdown.clone(),
+                    app.config.ping_interval,
+                )
+                .await;
+                drop((app, permit));
+            });
         })
 }
 

@@ -22,10 +22,9 @@ use tokio::time::{Instant, MissedTickBehavior};
 use super::rate::{FramePacer, RateGuard};
 use super::registry::Registration;
 use crate::live::LiveEvent;
-use crate::live::event::{DeviceStatus, Readings};
 use crate::metrics::Metrics;
 use crate::server::AppState;
-use crate::store::{Committed, DeviceRecord, IncomingBatch, StoreError, TimeSource};
+use crate::store::{Committed, DeviceId, IncomingBatch, StoreError, TimeSource};
 use crate::time::unix_ms;
 
 /// How long a session closing for shutdown waits for the commits it is owed, so that its
@@ -48,10 +47,17 @@ fn close(reason: CloseReason, code: u16, text: &'static str) -> End {
     End::Close { reason, code, text }
 }
 
+/// What the session does with one message.
+enum Step {
+    Reply(HubMsg),
+    Store(IncomingBatch),
+    Nothing,
+}
+
 /// State of a connection after a valid Hello.
 struct Session {
     app: AppState,
-    device: DeviceRecord,
+    device_id: DeviceId,
     name: Arc<str>,
     boot_id: u32,
     sensors: SensorSet,
@@ -68,94 +74,105 @@ struct Session {
 
 type CommitFuture = futures_util::future::BoxFuture<'static, (u32, Result<Committed, StoreError>)>;
 
-pub async fn run(mut socket: WebSocket, app: AppState, device: DeviceRecord) {
-    let mut shutdown = app.shutdown.clone();
-    let name: Arc<str> = device.name.as_str().into();
+/// The whole connection. An `async move` block rather than an `async fn`: an async fn's
+/// arguments are stored twice in its future, and this future is what every connection keeps
+/// allocated for its whole life (see the idle-connection bench).
+pub fn run(
+    mut socket: WebSocket,
+    app: AppState,
+    device_id: DeviceId,
+    name: Arc<str>,
+) -> impl Future<Output = ()> + Send {
+    async move {
+        let mut shutdown = app.shutdown.clone();
 
-    // 1. Hello, within the timeout.
-    let hello = tokio::select! {
-        hello = read_hello(&mut socket, &app) => hello,
-        _ = tokio::time::sleep(app.config.hello_timeout) => Err(close(CloseReason::PolicyViolation, 1008, "no Hello in time")),
-        _ = shutdown.changed() => Err(close(CloseReason::Shutdown, 1001, "hub shutting down")),
-    };
-    let hello = match hello {
-        Ok(hello) => hello,
-        Err(end) => return finish(socket, end).await,
-    };
-    let sensors = match shared::validate_hello(&hello) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::info!(device = %name, error = %e, "invalid Hello");
+        // 1. Hello, within the timeout.
+        let hello = tokio::select! {
+            hello = read_hello(&mut socket, &app) => hello,
+            _ = tokio::time::sleep(app.config.hello_timeout) => Err(close(CloseReason::PolicyViolation, 1008, "no Hello in time")),
+            _ = shutdown.changed() => Err(close(CloseReason::Shutdown, 1001, "hub shutting down")),
+        };
+        let hello = match hello {
+            Ok(hello) => hello,
+            Err(end) => return finish(&mut socket, end).await,
+        };
+        let sensors = match shared::validate_hello(&hello) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::info!(device = %name, error = %e, "invalid Hello");
+                return finish(
+                    &mut socket,
+                    close(CloseReason::PolicyViolation, 1008, "invalid Hello"),
+                )
+                .await;
+            }
+        };
+        let now = unix_ms();
+        if let Err(e) = app.store.record_hello(device_id, &hello, now).await {
+            tracing::error!(device = %name, error = %e, "could not record Hello");
             return finish(
-                socket,
-                close(CloseReason::PolicyViolation, 1008, "invalid Hello"),
-            )
-            .await;
-        }
-    };
-    let now = unix_ms();
-    if let Err(e) = app.store.record_hello(device.id, &hello, now).await {
-        tracing::error!(device = %name, error = %e, "could not record Hello");
-        return finish(
-            socket,
-            close(CloseReason::Internal, 1011, "store unavailable"),
-        )
-        .await;
-    }
-    let stored_seq = match app.store.cursor(device.id, hello.boot_id).await {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(device = %name, error = %e, "could not read cursor");
-            return finish(
-                socket,
+                &mut socket,
                 close(CloseReason::Internal, 1011, "store unavailable"),
             )
             .await;
         }
-    };
-    let welcome = HubMsg::Welcome(shared::Welcome {
-        hub_time_ms: now as u64,
-        stored_seq,
-        config: app.config.device,
-    });
-    if send_msg(&mut socket, &welcome).await.is_err() {
-        return;
-    }
-    let registration = app.devices.register(device.id);
-    app.live
-        .publish(status_event(&name, true, Some(hello.firmware.as_str())));
-    tracing::info!(device = %name, boot_id = hello.boot_id, firmware = %hello.firmware, stored_seq, "device online");
+        let stored_seq = match app.store.cursor(device_id, hello.boot_id).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(device = %name, error = %e, "could not read cursor");
+                return finish(
+                    &mut socket,
+                    close(CloseReason::Internal, 1011, "store unavailable"),
+                )
+                .await;
+            }
+        };
+        let welcome = HubMsg::Welcome(shared::Welcome {
+            hub_time_ms: now as u64,
+            stored_seq,
+            config: app.config.device,
+        });
+        if send_msg(&mut socket, &welcome).await.is_err() {
+            return;
+        }
+        let registration = app.devices.register(device_id);
+        app.live
+            .publish(status_event(&name, true, Some(hello.firmware.as_str())));
+        tracing::info!(device = %name, boot_id = hello.boot_id, firmware = %hello.firmware, stored_seq, "device online");
 
-    let mut session = Session {
-        uptime_offset_ms: now - hello.uptime_ms as i64,
-        boot_id: hello.boot_id,
-        sensors,
-        accepted_seq: stored_seq.unwrap_or(0),
-        committed_seq: stored_seq.unwrap_or(0),
-        invalid_streak: 0,
-        // A device that follows the config in Welcome may sample faster than its Hello said
-        // (Hello goes out first): the limit is the larger of the two rates.
-        rate: RateGuard::new(
-            hello.declared_rate.max(configured_rate(
-                hello.sensors.len(),
-                app.config.device.sample_interval_ms,
-            )),
-            app.config.rate_limit_factor,
-        ),
-        name: name.clone(),
-        device,
-        app: app.clone(),
-    };
-    let end = session
-        .stream(&mut socket, registration, &mut shutdown)
-        .await;
-    finish(socket, end).await;
+        let mut session = Session {
+            uptime_offset_ms: now - hello.uptime_ms as i64,
+            boot_id: hello.boot_id,
+            sensors,
+            accepted_seq: stored_seq.unwrap_or(0),
+            committed_seq: stored_seq.unwrap_or(0),
+            invalid_streak: 0,
+            // A device that follows the config in Welcome may sample faster than its Hello said
+            // (Hello goes out first): the limit is the larger of the two rates.
+            rate: RateGuard::new(
+                hello.declared_rate.max(configured_rate(
+                    hello.sensors.len(),
+                    app.config.device.sample_interval_ms,
+                )),
+                app.config.rate_limit_factor,
+            ),
+            name: name.clone(),
+            device_id,
+            app: app.clone(),
+        };
+        // Held for the whole connection otherwise.
+        drop(hello);
+        let end = session
+            .stream(&mut socket, registration, &mut shutdown)
+            .await;
+        finish(&mut socket, end).await;
+    }
 }
 
-async fn read_hello(socket: &mut WebSocket, app: &AppState) -> Result<Hello, End> {
+async fn read_hello(socket: &mut WebSocket, app: &AppState) -> Result<Box<Hello>, End> {
     loop {
-        match next_frame(socket, app).await? {
-            DeviceMsg::Hello(hello) => return Ok(hello),
+        match *next_frame(socket, app).await? {
+            DeviceMsg::Hello(hello) => return Ok(Box::new(hello)),
             DeviceMsg::Heartbeat(_) => continue,
             DeviceMsg::Batch(_) => {
                 return Err(close(
@@ -170,7 +187,11 @@ async fn read_hello(socket: &mut WebSocket, app: &AppState) -> Result<Hello, End
 
 /// The next decoded message, or how the connection ends. Pings and pongs are skipped
 /// (tungstenite answers pings itself).
-async fn next_frame(socket: &mut WebSocket, app: &AppState) -> Result<DeviceMsg, End> {
+///
+/// The message is boxed: a `Batch` carries up to 256 readings inline (3 KiB), and a value held
+/// across an `.await` is part of the session's future, which every connection keeps allocated
+/// for its whole life, idle or not.
+async fn next_frame(socket: &mut WebSocket, app: &AppState) -> Result<Box<DeviceMsg>, End> {
     loop {
         let message = match socket.recv().await {
             None => return Err(End::Gone),
@@ -178,25 +199,30 @@ async fn next_frame(socket: &mut WebSocket, app: &AppState) -> Result<DeviceMsg,
             Some(Err(e)) => return Err(read_error(e)),
         };
         match message {
-            Message::Binary(bytes) => {
-                Metrics::inc(&app.metrics.frames_received_total, 1);
-                return shared::decode_device(&bytes).map_err(|e| {
-                    Metrics::inc(&app.metrics.frames_malformed_total, 1);
-                    tracing::debug!(error = %e, "undecodable frame");
-                    match e {
-                        shared::DecodeError::TooLarge { .. } => {
-                            close(CloseReason::BadFrame, 1009, "frame too large")
-                        }
-                        _ => close(CloseReason::BadFrame, 1007, "frame does not decode"),
-                    }
-                });
-            }
+            Message::Binary(bytes) => return decode_frame(&bytes, app),
             Message::Text(_) => {
                 Metrics::inc(&app.metrics.frames_malformed_total, 1);
                 return Err(close(CloseReason::BadFrame, 1003, "binary frames only"));
             }
             Message::Close(_) => return Err(End::Gone),
             Message::Ping(_) | Message::Pong(_) => continue,
+        }
+    }
+}
+
+fn decode_frame(bytes: &[u8], app: &AppState) -> Result<Box<DeviceMsg>, End> {
+    Metrics::inc(&app.metrics.frames_received_total, 1);
+    match shared::decode_device(bytes) {
+        Ok(msg) => Ok(Box::new(msg)),
+        Err(e) => {
+            Metrics::inc(&app.metrics.frames_malformed_total, 1);
+            tracing::debug!(error = %e, "undecodable frame");
+            Err(match e {
+                shared::DecodeError::TooLarge { .. } => {
+                    close(CloseReason::BadFrame, 1009, "frame too large")
+                }
+                _ => close(CloseReason::BadFrame, 1007, "frame does not decode"),
+            })
         }
     }
 }
@@ -245,14 +271,15 @@ impl Session {
                 }, if pending.len() < app.config.device_inflight => {
                     last_heard = Instant::now();
                     pacer.took(last_heard);
-                    let msg = match frame {
-                        Ok(msg) => msg,
+                    // Decided without awaiting, so the message is gone before the next await.
+                    let step = match frame.and_then(|msg| self.handle(*msg)) {
+                        Ok(step) => step,
                         Err(end) => break end,
                     };
-                    match self.handle(msg, &mut pending).await {
-                        Ok(Some(reply)) => if send_msg(socket, &reply).await.is_err() { break End::Gone },
-                        Ok(None) => {}
-                        Err(end) => break end,
+                    match step {
+                        Step::Reply(reply) => if send_msg(socket, &reply).await.is_err() { break End::Gone },
+                        Step::Store(incoming) => if let Err(end) = self.store(incoming, &mut pending).await { break end },
+                        Step::Nothing => {}
                     }
                 }
                 Some((seq, result)) = pending.next() => {
@@ -329,41 +356,38 @@ impl Session {
         }
     }
 
-    /// Handle one message; the reply to send now, if any.
-    async fn handle(
-        &mut self,
-        msg: DeviceMsg,
-        pending: &mut FuturesOrdered<CommitFuture>,
-    ) -> Result<Option<HubMsg>, End> {
+    /// What one message asks for: a reply now, a batch to store, or nothing.
+    fn handle(&mut self, msg: DeviceMsg) -> Result<Step, End> {
         match msg {
             DeviceMsg::Hello(_) => Err(close(
                 CloseReason::PolicyViolation,
                 1008,
                 "Hello sent twice",
             )),
-            DeviceMsg::Heartbeat(hb) => Ok(Some(HubMsg::Pong {
+            DeviceMsg::Heartbeat(hb) => Ok(Step::Reply(HubMsg::Pong {
                 hub_time_ms: unix_ms() as u64,
                 uptime_ms: hb.uptime_ms,
             })),
-            DeviceMsg::Batch(batch) => self.batch(batch, pending).await,
+            DeviceMsg::Batch(batch) => self.batch(&batch),
         }
     }
 
-    async fn batch(
-        &mut self,
-        batch: Batch,
-        pending: &mut FuturesOrdered<CommitFuture>,
-    ) -> Result<Option<HubMsg>, End> {
-        let app = &self.app;
+    /// Sequence, clock, validation and rate checks; a batch that passes is published live and
+    /// returned for the store.
+    fn batch(&mut self, batch: &Batch) -> Result<Step, End> {
         let seq = batch.seq;
         match shared::check_seq(Some(self.accepted_seq), seq) {
             Ok(SeqVerdict::Duplicate) => {
-                Metrics::inc(&app.metrics.batches_duplicate_total, 1);
+                Metrics::inc(&self.app.metrics.batches_duplicate_total, 1);
                 // Stored, or waiting in a commit that will be acked: with nothing pending, every
                 // accepted batch is committed and the cumulative Ack covers this one.
-                return Ok(pending.is_empty().then_some(HubMsg::Ack {
-                    seq: self.committed_seq,
-                }));
+                return Ok(if self.accepted_seq == self.committed_seq {
+                    Step::Reply(HubMsg::Ack {
+                        seq: self.committed_seq,
+                    })
+                } else {
+                    Step::Nothing
+                });
             }
             Ok(SeqVerdict::New { .. }) => {}
             Err(reason) => return self.reject(seq, reason),
@@ -378,7 +402,7 @@ impl Session {
             ),
         };
         if let Err(reason) =
-            shared::validate_batch(&batch, &self.sensors, base_ms.max(0) as u64, now as u64)
+            shared::validate_batch(batch, &self.sensors, base_ms.max(0) as u64, now as u64)
         {
             return self.reject(seq, reason);
         }
@@ -395,24 +419,32 @@ impl Session {
         let t_first = points.iter().map(|p| p.ts_ms).min().unwrap_or(now);
         let t_last = points.iter().map(|p| p.ts_ms).max().unwrap_or(now);
         if !self.rate.admit(t_first, t_last, points.len()) {
-            Metrics::inc(&app.metrics.batches_rate_limited_total, 1);
+            Metrics::inc(&self.app.metrics.batches_rate_limited_total, 1);
             tracing::info!(device = %self.name, seq, "batch over the declared rate");
             return self.reject(seq, shared::RejectReason::RateLimited);
         }
         self.invalid_streak = 0;
         self.publish_live(seq, time_source, &points);
-
-        let incoming = IncomingBatch {
-            device_id: self.device.id,
+        Ok(Step::Store(IncomingBatch {
+            device_id: self.device_id,
             boot_id: self.boot_id,
             seq,
             time_source,
             dropped: batch.dropped,
             points,
             received_ms: now,
-        };
+        }))
+    }
+
+    /// Hand a batch to the store; its commit joins `pending`.
+    async fn store(
+        &mut self,
+        incoming: IncomingBatch,
+        pending: &mut FuturesOrdered<CommitFuture>,
+    ) -> Result<(), End> {
+        let (seq, readings) = (incoming.seq, incoming.points.len() as u64);
         // Waits while the store's queue is full: this is where backpressure reaches the socket.
-        let ticket = match app.store.enqueue(incoming).await {
+        let ticket = match self.app.store.enqueue(incoming).await {
             Ok(ticket) => ticket,
             Err(e) => {
                 tracing::error!(device = %self.name, error = %e, "store refused a batch");
@@ -420,7 +452,7 @@ impl Session {
             }
         };
         self.accepted_seq = seq;
-        let (metrics, readings) = (app.metrics.clone(), batch.readings.len() as u64);
+        let metrics = self.app.metrics.clone();
         pending.push_back(Box::pin(ticket.map(move |result| {
             if let Ok(Committed::Stored { .. }) = result {
                 Metrics::inc(&metrics.batches_stored_total, 1);
@@ -428,10 +460,10 @@ impl Session {
             }
             (seq, result)
         })));
-        Ok(None)
+        Ok(())
     }
 
-    fn reject(&mut self, seq: u32, reason: shared::RejectReason) -> Result<Option<HubMsg>, End> {
+    fn reject(&mut self, seq: u32, reason: shared::RejectReason) -> Result<Step, End> {
         Metrics::inc(&self.app.metrics.batches_rejected_total, 1);
         self.invalid_streak += 1;
         tracing::debug!(device = %self.name, seq, ?reason, "batch rejected");
@@ -442,9 +474,10 @@ impl Session {
                 "too many invalid batches",
             ));
         }
-        Ok(Some(HubMsg::Reject { seq, reason }))
+        Ok(Step::Reply(HubMsg::Reject { seq, reason }))
     }
 
+    /// One event per sensor of the batch; their JSON is written later, on the live thread.
     fn publish_live(&self, seq: u32, time_source: TimeSource, points: &[Point]) {
         if self.app.live.clients() == 0 {
             return;
@@ -452,15 +485,15 @@ impl Session {
         let mut sensors: Vec<u8> = points.iter().map(|p| p.sensor).collect();
         sensors.sort_unstable();
         sensors.dedup();
+        let points: Arc<[Point]> = points.into();
         for sensor in sensors {
-            let json =
-                serde_json::to_string(&Readings::new(&self.name, sensor, seq, time_source, points))
-                    .unwrap_or_default();
-            self.app.live.publish(LiveEvent {
-                device: self.name.clone(),
-                sensor: Some(sensor),
-                json: Utf8Bytes::from(json),
-            });
+            self.app.live.publish(LiveEvent::readings(
+                self.name.clone(),
+                sensor,
+                seq,
+                time_source,
+                points.clone(),
+            ));
         }
     }
 }
@@ -472,34 +505,29 @@ fn configured_rate(sensors: usize, interval_ms: u32) -> u16 {
 }
 
 fn status_event(name: &Arc<str>, online: bool, firmware: Option<&str>) -> LiveEvent {
-    let json = serde_json::to_string(&DeviceStatus {
-        kind: "device",
-        device: name,
-        online,
-        firmware,
-        ts_ms: unix_ms(),
-    })
-    .unwrap_or_default();
-    LiveEvent {
-        device: name.clone(),
-        sensor: None,
-        json: Utf8Bytes::from(json),
-    }
+    LiveEvent::status(name.clone(), online, firmware, unix_ms())
 }
 
 async fn send_msg(socket: &mut WebSocket, msg: &HubMsg) -> Result<(), ()> {
-    let mut buf = [0u8; shared::limits::MAX_HUB_FRAME_BYTES];
-    let bytes = shared::encode(msg, &mut buf).map_err(|_| ())?;
+    let bytes = encode_hub(msg).ok_or(())?;
     socket
-        .send(Message::Binary(bytes.to_vec().into()))
+        .send(Message::Binary(bytes.into()))
         .await
         .map_err(|_| ())
 }
 
+/// Encoded outside the `async fn`, so the buffer is not part of the session's future.
+fn encode_hub(msg: &HubMsg) -> Option<Vec<u8>> {
+    let mut buf = [0u8; shared::limits::MAX_HUB_FRAME_BYTES];
+    shared::encode(msg, &mut buf)
+        .ok()
+        .map(|bytes| bytes.to_vec())
+}
+
 /// Say goodbye (when there is someone to tell) and close.
-async fn finish(mut socket: WebSocket, end: End) {
+async fn finish(socket: &mut WebSocket, end: End) {
     if let End::Close { reason, code, text } = end {
-        let _ = send_msg(&mut socket, &HubMsg::Goodbye { reason }).await;
+        let _ = send_msg(socket, &HubMsg::Goodbye { reason }).await;
         let _ = socket
             .send(Message::Close(Some(CloseFrame {
                 code,

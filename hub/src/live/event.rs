@@ -1,5 +1,5 @@
-//! The JSON events on `/ws/live` (documented in `docs/api.md`). Built once per batch and
-//! sensor on the ingest path, so they are plain `serde_json` writes of borrowed data.
+//! The JSON events on `/ws/live` (documented in `docs/api.md`): plain `serde_json` writes of
+//! borrowed data, done once per event by the first client that sends it.
 
 use serde::Serialize;
 use shared::payload::Point;

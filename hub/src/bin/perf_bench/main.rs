@@ -72,6 +72,9 @@ enum Cmd {
         seconds: u64,
         #[arg(long, default_value_t = 20)]
         live_clients: usize,
+        /// Run only these parts (comma-separated): paced, live, ingest-with-live.
+        #[arg(long, value_delimiter = ',', default_value = "paced,live,ingest-with-live")]
+        parts: Vec<String>,
     },
     /// Item 6: 7 days of 1 Hz history through the HTTP API, warm and cold.
     History {
@@ -116,9 +119,26 @@ fn main() -> anyhow::Result<()> {
         Cmd::Latency {
             seconds,
             live_clients,
-        } => latency::paced(&bins, &dir, 1000, 10.0, seconds)
-            .and_then(|_| latency::live(&bins, &dir, 50, live_clients, seconds))
-            .and_then(|_| latency::ingest_with_live(&bins, &dir, 1000, live_clients, seconds)),
+            parts,
+        } => {
+            let wants = |part: &str| parts.iter().any(|p| p == part);
+            if let Some(unknown) = parts
+                .iter()
+                .find(|p| !["paced", "live", "ingest-with-live"].contains(&p.as_str()))
+            {
+                anyhow::bail!("unknown part {unknown:?}: paced, live or ingest-with-live");
+            }
+            if wants("paced") {
+                latency::paced(&bins, &dir, 1000, 10.0, seconds)?;
+            }
+            if wants("live") {
+                latency::live(&bins, &dir, 50, live_clients, seconds)?;
+            }
+            if wants("ingest-with-live") {
+                latency::ingest_with_live(&bins, &dir, 1000, live_clients, seconds)?;
+            }
+            Ok(())
+        }
         Cmd::History {
             requests,
             cold_runs,

@@ -30,7 +30,7 @@ pub async fn run(port: u16) -> anyhow::Result<()> {
         tokio::spawn(async move {
             let _ = tcp.set_nodelay(true);
             let config = WebSocketConfig::default()
-                .read_buffer_size(4096)
+                .read_buffer_size(hub::device::DEVICE_SOCKET_BUFFER)
                 .write_buffer_size(0)
                 .max_message_size(Some(shared::limits::MAX_DEVICE_FRAME_BYTES))
                 .max_frame_size(Some(shared::limits::MAX_DEVICE_FRAME_BYTES));
