@@ -187,7 +187,12 @@ async fn send_events(
                 match events.try_recv() {
                     Ok(event) => break event,
                     Err(broadcast::error::TryRecvError::Lagged(missed)) => {
-                        socket.feed(json(&Lagged { kind: "lagged", missed })).await?;
+                        socket
+                            .feed(json(&Lagged {
+                                kind: "lagged",
+                                missed,
+                            }))
+                            .await?;
                         written += 1;
                     }
                     Err(_) => break 'drain,

@@ -106,9 +106,7 @@ mod tests {
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
             let _ = tx.send(std::thread::current().name().map(String::from));
         });
-        let name = rx
-            .recv_timeout(std::time::Duration::from_secs(5))
-            .unwrap();
+        let name = rx.recv_timeout(std::time::Duration::from_secs(5)).unwrap();
         assert_eq!(name.as_deref(), Some("live-clients"));
         drop(rt);
     }

@@ -73,7 +73,11 @@ enum Cmd {
         #[arg(long, default_value_t = 20)]
         live_clients: usize,
         /// Run only these parts (comma-separated): paced, live, ingest-with-live.
-        #[arg(long, value_delimiter = ',', default_value = "paced,live,ingest-with-live")]
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "paced,live,ingest-with-live"
+        )]
         parts: Vec<String>,
     },
     /// Item 6: 7 days of 1 Hz history through the HTTP API, warm and cold.
