@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the board images for ESP32-C3 and ESP32-C6 with Debian's rustc-web (see README.md and
 # ../../../shared/ESP32.md), prints each image's flash size and static RAM, and runs the host
-# tests of the board's WebSocket link (link/).
+# tests of the board's WebSocket link (link/: framing, handshake, SNTP, and wss against a rustls
+# hub on 127.0.0.1).
 #
 #   firmware/esp32/build.sh                  # both chips, and the C3 deep-sleep variant
 #   firmware/esp32/build.sh esp32c3          # one image: esp32c3, esp32c6, esp32c3-sleep or
@@ -13,8 +14,9 @@
 #
 # Installs what it needs when missing (Debian packages; as root or with sudo): rustc-web,
 # cargo-web, rust-web-src, lld-22 (the build) and llvm-22 (llvm-size). Artifacts go to
-# firmware/esp32/target (or $BOARD_TARGET_DIR). A cold build of both takes about 15 minutes on
-# 2 busy cores (crates are fetched from crates.io the first time); a warm one under a minute.
+# firmware/esp32/target (or $BOARD_TARGET_DIR). A cold run took 29 minutes on 2 cores shared
+# with other builds (load average 5-6; crates are fetched from crates.io the first time); a
+# warm one after a change to link/ about 3 minutes.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"

@@ -37,8 +37,9 @@ pub const TLS_WRITE_BYTES: usize = 4096;
 /// (an ECDSA leaf and its CA are about 1 KiB).
 pub const CERT_CHAIN_BYTES: usize = 4096;
 
-/// The two record buffers of a TLS connection, allocated once (a `static` on the board) and
-/// borrowed by each connection in turn.
+/// The two record buffers of a TLS connection (and the first bytes the hub sent, to explain a
+/// failed handshake), allocated once (a `static` on the board) and borrowed by each connection
+/// in turn.
 pub struct TlsBuffers {
     read: [u8; TLS_READ_BYTES],
     write: [u8; TLS_WRITE_BYTES],
@@ -55,6 +56,12 @@ impl TlsBuffers {
                 len: Cell::new(0),
             },
         }
+    }
+}
+
+impl Default for TlsBuffers {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
@@ -107,12 +114,6 @@ impl FirstBytes {
     }
 }
 
-impl Default for TlsBuffers {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 /// A connected byte stream: embassy-net's TCP socket on the board, a std socket on the host.
 pub trait Socket: Read + Write {
     /// Resolves when a read would not wait (bytes, the end of the stream, or an error), without
@@ -130,7 +131,7 @@ impl<T: Socket + ?Sized> Socket for &mut T {
 /// session also waits on the socket's readiness between records; the session awaits one
 /// thing at a time, so the two never hold it at once (if they did, the I/O would fail with
 /// `Other`, and the connection would end, rather than panic).
-pub struct Lent<'a, S> {
+struct Lent<'a, S> {
     socket: &'a RefCell<S>,
     first: &'a FirstBytes,
 }
