@@ -478,8 +478,7 @@ mod tests {
     fn step_counts_found_without_the_division_are_those_the_division_finds() {
         let mut values: Vec<f32> = Vec::new();
         // Values at and around decimal steps, powers of two and the edges of the ranges.
-        for decimals in 0..4 {
-            let per_unit = STEPS_PER_UNIT[decimals];
+        for per_unit in STEPS_PER_UNIT {
             for steps in (-3000i64..3000).chain((0..60).map(|b| 1i64 << b)) {
                 let near = (steps as f64 / per_unit) as f32;
                 for ulps in -3i32..=3 {
