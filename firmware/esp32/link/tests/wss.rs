@@ -59,8 +59,9 @@ const TOKEN: &str = "00112233445566778899aabbccddeeff";
 const HOST: &str = "hub.test";
 
 /// A std socket as the session's `Socket`. Its reads block, so every future here finishes
-/// on its first poll; `readable` blocks until a byte (or the end) is there, consuming none.
-struct HostTcp(TcpStream);
+/// on its first poll; `readable` blocks until a byte (or the end) is there, consuming none,
+/// and counts the waits that gave up (a read timeout, when the test set one).
+struct HostTcp(TcpStream, usize);
 
 impl embedded_io::ErrorType for HostTcp {
     type Error = ErrorKind;
@@ -83,7 +84,9 @@ impl embedded_io_async::Write for HostTcp {
 
 impl telemetry_link::Socket for HostTcp {
     fn readable(&mut self) -> impl Future<Output = ()> {
-        let _ = self.0.peek(&mut [0u8; 1]);
+        if self.0.peek(&mut [0u8; 1]).is_err() {
+            self.1 += 1;
+        }
         core::future::ready(())
     }
 }
@@ -298,7 +301,7 @@ fn connect<C: TlsClock>(
     now: u64,
     key: [u8; 16],
 ) -> Result<Option<u16>, SessionError> {
-    let socket = RefCell::new(HostTcp(TcpStream::connect(addr).unwrap()));
+    let socket = RefCell::new(HostTcp(TcpStream::connect(addr).unwrap(), 0));
     let url = url();
     block_on(async {
         let channel = match tls {
@@ -481,6 +484,72 @@ fn a_hub_with_an_rsa_certificate_is_refused_with_a_message_naming_rsa() {
     let err = refused::<NoClock>(&hub, &ca_der(&hub), HOST);
     assert!(matches!(err, SessionError::Unexpected), "{err:?}");
     assert!(err.to_string().contains("RSA?"), "{err}");
+}
+
+#[test]
+fn writes_larger_than_a_record_and_a_full_16k_record_read_in_small_pieces_arrive_whole() {
+    // A 4 KiB batch frame is more than one write record; the hub may send a full 16 KiB
+    // record, which the board reads 1 KiB at a time: what TLS decrypted and the read left
+    // over must be read next without waiting on the socket (which has nothing more).
+    const UP: usize = 12_000;
+    const DOWN: usize = 16_000;
+    let pki = pki(false);
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![pki.cert.clone()], pki.key.clone_key())
+        .unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let pattern = |i: usize| (i % 251) as u8;
+    let hub = std::thread::spawn(move || {
+        let (tcp, _) = listener.accept().unwrap();
+        let tls = rustls::ServerConnection::new(Arc::new(config)).unwrap();
+        let mut stream = rustls::StreamOwned::new(tls, tcp);
+        let mut up = vec![0u8; UP];
+        std::io::Read::read_exact(&mut stream, &mut up).unwrap();
+        assert!(up.iter().enumerate().all(|(i, &b)| b == pattern(i)));
+        let down: Vec<u8> = (0..DOWN).map(pattern).collect();
+        std::io::Write::write_all(&mut stream, &down).unwrap();
+        std::io::Write::flush(&mut stream).unwrap();
+        // Keep the connection open until the client has read everything.
+        let _ = std::io::Read::read(&mut stream, &mut [0u8; 1]);
+    });
+    let tcp = TcpStream::connect(addr).unwrap();
+    // Waiting on the socket for bytes TLS already holds would hang: give up after 1 s, count.
+    tcp.set_read_timeout(Some(std::time::Duration::from_secs(1)))
+        .unwrap();
+    let socket = RefCell::new(HostTcp(tcp, 0));
+    let ca = ca_der(&pki);
+    let mut buffers = Box::new(TlsBuffers::new());
+    let received = block_on(async {
+        let mut channel =
+            Channel::tls::<NoClock>(&socket, &mut buffers, HOST, &ca, rand_core::OsRng)
+                .await
+                .unwrap();
+        let up: Vec<u8> = (0..UP).map(pattern).collect();
+        channel.write_all(&up).await.unwrap();
+        let mut received = Vec::new();
+        let mut piece = [0u8; 1024];
+        while received.len() < DOWN {
+            channel.readable().await;
+            let n = channel.read(&mut piece).await.unwrap();
+            assert!(n > 0, "the stream ended after {} bytes", received.len());
+            received.extend_from_slice(&piece[..n]);
+        }
+        channel.shutdown().await;
+        received
+    });
+    hub.join().unwrap();
+    assert_eq!(
+        socket.borrow().1,
+        0,
+        "waited on the socket for bytes TLS held"
+    );
+    assert_eq!(received.len(), DOWN);
+    assert!(received.iter().enumerate().all(|(i, &b)| b == pattern(i)));
 }
 
 #[test]
