@@ -21,6 +21,27 @@ pub struct BoardImageArgs<'a> {
     pub sample_interval_ms: u32,
 }
 
+/// PEM (the first certificate block, without any text around it: `openssl x509 -text`
+/// output, say) or DER (an ASN.1 SEQUENCE); anything else is refused here rather than by the
+/// board at its first TLS handshake.
+fn ca_format(bytes: &[u8]) -> anyhow::Result<(CaFormat, &[u8])> {
+    const BEGIN: &[u8] = b"-----BEGIN CERTIFICATE-----";
+    const END: &[u8] = b"-----END CERTIFICATE-----";
+    let find = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).position(|w| w == needle);
+    if let Some(start) = find(bytes, BEGIN) {
+        let end = find(&bytes[start..], END)
+            .map(|e| start + e + END.len())
+            .context("--ca: a PEM certificate without its END CERTIFICATE line")?;
+        let end = if bytes.get(end) == Some(&b'\n') { end + 1 } else { end };
+        return Ok((CaFormat::Pem, &bytes[start..end]));
+    }
+    anyhow::ensure!(
+        bytes.first() == Some(&0x30),
+        "--ca is neither a PEM certificate (-----BEGIN CERTIFICATE-----) nor DER"
+    );
+    Ok((CaFormat::Der, bytes))
+}
+
 /// Build the image bytes, refusing anything the board could not use.
 pub fn build(args: &BoardImageArgs<'_>) -> anyhow::Result<Vec<u8>> {
     let hub =
@@ -28,11 +49,7 @@ pub fn build(args: &BoardImageArgs<'_>) -> anyhow::Result<Vec<u8>> {
     let ca = args
         .ca
         .map(|bytes| -> anyhow::Result<CaCert> {
-            let format = if bytes.starts_with(b"-----BEGIN") {
-                CaFormat::Pem
-            } else {
-                CaFormat::Der
-            };
+            let (format, bytes) = ca_format(bytes)?;
             let bytes = bytes.try_into().map_err(|_| {
                 anyhow::anyhow!(
                     "--ca of {} bytes is over the board's limit of {MAX_CA_BYTES}",
@@ -114,6 +131,21 @@ mod tests {
         .unwrap();
         let ca = BoardConfig::decode(&image).unwrap().ca.unwrap();
         assert_eq!((ca.format, ca.bytes.as_slice()), (CaFormat::Pem, &pem[..]));
+    }
+
+    #[test]
+    fn a_pem_ca_with_text_around_it_keeps_only_the_certificate() {
+        let pem = b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+        let mut file = b"Certificate:\n    Data: ...\n".to_vec();
+        file.extend_from_slice(pem);
+        file.extend_from_slice(b"trailing words\n");
+        let (format, bytes) = ca_format(&file).unwrap();
+        assert_eq!((format, bytes), (CaFormat::Pem, &pem[..]));
+        let e = ca_format(b"-----BEGIN CERTIFICATE-----\nMIIB\n").unwrap_err();
+        assert!(format!("{e:#}").contains("END CERTIFICATE"), "{e:#}");
+        let e = ca_format(b"not a certificate").unwrap_err();
+        assert!(format!("{e:#}").contains("neither a PEM"), "{e:#}");
+        assert_eq!(ca_format(&[0x30, 0x82, 0x01]).unwrap().0, CaFormat::Der);
     }
 
     #[test]
