@@ -98,6 +98,22 @@ fn lowest_priority() {}
 mod tests {
     use super::*;
 
+    /// The property the live design rests on: client work yields to ingest.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn clients_run_at_the_lowest_cpu_priority() {
+        let rt = LiveRuntime::start().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        rt.spawn(async move {
+            // SAFETY: as in lowest_priority().
+            let nice =
+                unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t) };
+            let _ = tx.send(nice);
+        });
+        let nice = rx.recv_timeout(std::time::Duration::from_secs(5)).unwrap();
+        assert_eq!(nice, 19, "the live thread runs at nice 19");
+    }
+
     #[test]
     fn runs_tasks_and_stops_when_dropped() {
         let rt = LiveRuntime::start().unwrap();
