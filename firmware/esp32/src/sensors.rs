@@ -7,6 +7,7 @@ use esp_hal::delay::Delay;
 use esp_hal::i2c::master::{Config as I2cConfig, I2c};
 use esp_hal::peripherals::{GPIO4, GPIO5, I2C0, TSENS};
 use esp_hal::tsens::{Config as TsensConfig, TemperatureSensor};
+use firmware::core::resolution::round_to;
 use heapless::Vec;
 use shared::limits::MAX_SENSORS;
 use shared::{SensorDecl, SensorKind};
@@ -75,11 +76,15 @@ impl Sensors {
                 .map(|t| t.get_temperature().to_celsius()),
             BME_TEMPERATURE | BME_HUMIDITY | BME_PRESSURE => {
                 let m = self.bme.as_mut()?.measure(&mut self.delay).ok()?;
-                Some(match sensor {
+                // Hundredths of each unit: every digit of the BME280's 0.01 °C temperature,
+                // humidity and pressure far inside their accuracy (±3 %RH, ±1 hPa); the float
+                // formula's further digits are noise that costs bytes on the wire and on disk.
+                let value = match sensor {
                     BME_TEMPERATURE => m.temperature,
                     BME_HUMIDITY => m.humidity,
                     _ => m.pressure / 100.0,
-                })
+                };
+                Some(round_to(value, 100))
             }
             _ => None,
         }

@@ -24,6 +24,7 @@ pub mod clock;
 pub mod config;
 pub mod frame;
 pub mod outbox;
+pub mod resolution;
 pub mod rng;
 pub mod session;
 pub mod sleep;

@@ -7,6 +7,8 @@
 //! - pressure (hPa): a slow mean-reverting random walk around a per-device mean;
 //! - battery (V): a Li-ion cell draining slowly from nearly full.
 //!
+//! Each is reported at the resolution of the sensor it imitates, as the board does.
+//!
 //! Values depend only on the seed, the sensor and the uptime of each call, so a test can
 //! replay a device exactly.
 
@@ -14,6 +16,7 @@ use heapless::String;
 use shared::{SensorDecl, SensorKind};
 
 use crate::core::XorShift64;
+use crate::core::resolution::round_to;
 
 pub const TEMPERATURE: u8 = 0;
 pub const HUMIDITY: u8 = 1;
@@ -73,8 +76,14 @@ impl SimSensors {
         }
     }
 
-    /// Read `sensor` at `uptime_ms`. Unknown sensors read 0.
+    /// Read `sensor` at `uptime_ms`, at the resolution of the sensor it imitates (a BME280's
+    /// 0.01 °C, 0.01 %RH and 0.01 hPa; a 1 mV battery ADC). Unknown sensors read 0.
     pub fn read(&mut self, sensor: u8, uptime_ms: u64) -> f32 {
+        let per_unit = if sensor == BATTERY { 1000 } else { 100 };
+        round_to(self.exact(sensor, uptime_ms), per_unit)
+    }
+
+    fn exact(&mut self, sensor: u8, uptime_ms: u64) -> f32 {
         match sensor {
             TEMPERATURE => self.temperature_curve(uptime_ms) + 0.15 * self.gaussian(),
             HUMIDITY => {
