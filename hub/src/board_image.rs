@@ -32,7 +32,11 @@ fn ca_format(bytes: &[u8]) -> anyhow::Result<(CaFormat, &[u8])> {
         let end = find(&bytes[start..], END)
             .map(|e| start + e + END.len())
             .context("--ca: a PEM certificate without its END CERTIFICATE line")?;
-        let end = if bytes.get(end) == Some(&b'\n') { end + 1 } else { end };
+        let end = if bytes.get(end) == Some(&b'\n') {
+            end + 1
+        } else {
+            end
+        };
         return Ok((CaFormat::Pem, &bytes[start..end]));
     }
     anyhow::ensure!(
