@@ -34,7 +34,7 @@ mod tests {
         assert_eq!(round_to(22.475_1, 100), 22.48);
         assert_eq!(round_to(-3.456, 100), -3.46);
         assert_eq!(round_to(4.123_456, 1000), 4.123);
-        assert_eq!(round_to(1013.254_9, 100), 1013.25);
+        assert_eq!(round_to(1_013.254_9, 100), 1_013.25);
         assert_eq!(format!("{}", round_to(47.309_998, 100)), "47.31");
         assert_eq!(round_to(0.0, 100), 0.0);
     }

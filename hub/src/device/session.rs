@@ -77,6 +77,7 @@ type CommitFuture = futures_util::future::BoxFuture<'static, (u32, Result<Commit
 /// The whole connection. An `async move` block rather than an `async fn`: an async fn's
 /// arguments are stored twice in its future, and this future is what every connection keeps
 /// allocated for its whole life (see the idle-connection bench).
+#[allow(clippy::manual_async_fn)]
 pub fn run(
     mut socket: WebSocket,
     app: AppState,
