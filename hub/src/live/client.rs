@@ -158,10 +158,13 @@ async fn send(socket: &mut WebSocket, message: Message, within: Duration) -> Res
     }
 }
 
-/// Serve one live client until it leaves, dies, or the hub shuts down.
 /// Most events written before one flush: a client that is behind gets them in few large
 /// writes instead of one system call each.
 const EVENTS_PER_FLUSH: usize = 256;
+
+/// Most events looked at in one go, written or filtered out: a client whose subscription
+/// skips most events still returns to its socket and its pings.
+const EVENTS_PER_PASS: usize = 4096;
 
 /// Send `first` and whatever else is already waiting (up to [`EVENTS_PER_FLUSH`]) that the
 /// subscription wants, then flush once. A lag found while draining is reported in place.
@@ -174,15 +177,16 @@ async fn send_events(
 ) -> Result<(), ()> {
     let write = async {
         let mut event = first;
-        let mut written = 0;
+        let (mut written, mut seen) = (0, 1);
         'drain: loop {
             if subscription.wants(&event) {
                 socket.feed(Message::Text(event.json().clone())).await?;
                 written += 1;
             }
-            if written >= EVENTS_PER_FLUSH {
+            if written >= EVENTS_PER_FLUSH || seen >= EVENTS_PER_PASS {
                 break;
             }
+            seen += 1;
             event = loop {
                 match events.try_recv() {
                     Ok(event) => break event,
@@ -207,6 +211,7 @@ async fn send_events(
     }
 }
 
+/// Serve one live client until it leaves, dies, or the hub shuts down.
 pub async fn serve(
     mut socket: WebSocket,
     fanout: LiveFanout,
