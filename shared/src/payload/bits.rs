@@ -36,20 +36,20 @@ impl<'a> BitWriter<'a> {
             "{value:#x} has more than {n} bits"
         );
         if n > 32 {
-            self.field(value >> 32, n - 32);
-            self.field(value & u64::from(u32::MAX), 32);
+            self.short(value >> 32, n - 32);
+            self.short(value & u64::from(u32::MAX), 32);
         } else {
-            self.field(value, n);
+            self.short(value, n);
         }
     }
 
     pub(super) fn bit(&mut self, bit: bool) {
-        self.field(u64::from(bit), 1);
+        self.short(u64::from(bit), 1);
     }
 
-    /// Writes `value`, of at most `n` bits; `n` is at most 32.
+    /// Writes `value`, of at most `n` bits; `n` is at most 32 (most codes: no test for wider).
     #[inline(always)]
-    fn field(&mut self, value: u64, n: u32) {
+    pub(super) fn short(&mut self, value: u64, n: u32) {
         debug_assert!(n <= 32);
         self.acc = (self.acc << n) | value;
         self.len += n;

@@ -7,6 +7,7 @@ use alloc::vec::Vec;
 
 use super::bits::{BitReader, BitWriter};
 use super::bytes::{ByteCursor, unzigzag, write_varint, zigzag};
+use super::order::{Run, Runs};
 use super::values::{Start, ValueCodec};
 use super::{FORMAT_VERSION, PayloadError, Point};
 use crate::limits::MAX_READINGS_PER_BATCH;
@@ -34,57 +35,40 @@ pub fn encode(points: &[Point], out: &mut Vec<u8>) {
         "a payload holds at most {MAX_READINGS_PER_BATCH} points, got {}",
         points.len()
     );
-    // A batch sorts on the stack; only an oversized one (a caller bug) takes the heap. `steps`
-    // holds the step counts of the points of decimal series.
-    let mut on_stack: heapless::Vec<Point, MAX_READINGS_PER_BATCH> = heapless::Vec::new();
-    let mut steps_on_stack: heapless::Vec<i64, MAX_READINGS_PER_BATCH> = heapless::Vec::new();
-    let (mut on_heap, mut steps_on_heap) = (Vec::new(), Vec::new());
-    let (sorted, steps): (&mut [Point], &mut [i64]) = if on_stack.extend_from_slice(points).is_ok()
-        && steps_on_stack.resize(points.len(), 0).is_ok()
-    {
-        (&mut on_stack, &mut steps_on_stack)
-    } else {
-        on_heap.extend_from_slice(points);
-        steps_on_heap.resize(points.len(), 0);
-        (&mut on_heap, &mut steps_on_heap)
-    };
-    super::order::sort_into(points, sorted);
+    // The sorted points as columns: timestamps, value bits and, for decimal series, step
+    // counts. A batch keeps them on the stack; only an oversized one (a caller bug) takes the
+    // heap.
+    let (mut ts_on_stack, mut ts_on_heap) = (heapless::Vec::new(), Vec::new());
+    let (mut values_on_stack, mut values_on_heap) = (heapless::Vec::new(), Vec::new());
+    let (mut steps_on_stack, mut steps_on_heap) = (heapless::Vec::new(), Vec::new());
+    let n = points.len();
+    let ts = column::<i64>(&mut ts_on_stack, &mut ts_on_heap, n);
+    let values = column::<u32>(&mut values_on_stack, &mut values_on_heap, n);
+    let steps = column::<i64>(&mut steps_on_stack, &mut steps_on_heap, n);
+    let mut runs = Runs::new();
+    super::order::sort_into(points, ts, values, &mut runs);
 
-    // Sensors are `u8`s and each has one series, so at most 256 series.
-    let mut series: heapless::Vec<Series<'_>, 256> = heapless::Vec::new();
-    let mut rest_steps = steps;
-    for points in sorted.chunk_by(|a, b| a.sensor == b.sensor) {
-        let shares_timestamps = series.last().is_some_and(|prev| {
-            prev.points.len() == points.len()
-                && prev
-                    .points
-                    .iter()
-                    .zip(points)
-                    .all(|(a, b)| a.ts_ms == b.ts_ms)
-        });
-        let (steps, rest) = core::mem::take(&mut rest_steps).split_at_mut(points.len());
-        rest_steps = rest;
-        let values = super::price::cheapest(points, steps);
-        let planned = Series {
-            points,
-            steps,
+    let mut series: heapless::Vec<Series, 256> = heapless::Vec::new();
+    let mut prev: Option<Run> = None;
+    for &run in &runs {
+        let shares_timestamps =
+            prev.is_some_and(|prev| prev.len == run.len && ts[prev.range()] == ts[run.range()]);
+        let values = super::price::cheapest(&values[run.range()], &mut steps[run.range()]);
+        // One series per run, and at most 256 runs.
+        let _ = series.push(Series {
+            run,
             shares_timestamps,
             values,
-        };
-        if series.push(planned).is_err() {
-            debug_assert!(false, "more series than sensors");
-        }
+        });
+        prev = Some(run);
     }
 
-    out.reserve(2 + series.len() * 8 + points.len() * 2);
+    out.reserve(2 + series.len() * 8 + n * 2);
     out.push(FORMAT_VERSION);
     write_varint(out, series.len() as u64);
     let mut prev_first_ts = 0i64;
     for s in &series {
-        let Some(first) = s.points.first() else {
-            continue;
-        };
-        out.push(first.sensor);
+        out.push(s.run.sensor);
         let shares = if s.shares_timestamps {
             SHARES_TIMESTAMPS
         } else {
@@ -92,11 +76,13 @@ pub fn encode(points: &[Point], out: &mut Vec<u8>) {
         };
         out.push(shares | s.values.mode_bits());
         if !s.shares_timestamps {
-            write_varint(out, s.points.len() as u64);
-            write_varint(out, zigzag(first.ts_ms.wrapping_sub(prev_first_ts)));
-            prev_first_ts = first.ts_ms;
+            let first_ts = ts[s.run.start];
+            write_varint(out, s.run.len as u64);
+            write_varint(out, zigzag(first_ts.wrapping_sub(prev_first_ts)));
+            prev_first_ts = first_ts;
         }
-        super::values::write_first(out, s.values, s.points, s.steps);
+        let range = s.run.range();
+        super::values::write_first(out, s.values, &values[range.clone()], &steps[range]);
     }
 
     let mut bits = BitWriter::new(out);
@@ -104,23 +90,38 @@ pub fn encode(points: &[Point], out: &mut Vec<u8>) {
     // series' first delta costs as little as any other.
     let mut prev_delta = 0i64;
     for s in &series {
+        let range = s.run.range();
         if !s.shares_timestamps {
-            for pair in s.points.windows(2) {
-                let delta = pair[1].ts_ms.wrapping_sub(pair[0].ts_ms);
+            let ts = &ts[range.clone()];
+            let mut prev_ts = ts[0];
+            for &ts in &ts[1..] {
+                let delta = ts.wrapping_sub(prev_ts);
                 write_dod(&mut bits, delta.wrapping_sub(prev_delta));
-                prev_delta = delta;
+                (prev_ts, prev_delta) = (ts, delta);
             }
         }
-        super::values::write_codes(&mut bits, s.values, s.points, s.steps);
+        super::values::write_codes(&mut bits, s.values, &values[range.clone()], &steps[range]);
     }
     bits.finish();
 }
 
-/// The points of one sensor, sorted by time, and how they are coded.
-struct Series<'a> {
-    points: &'a [Point],
-    /// The step counts of `points`, if `values` is decimal.
-    steps: &'a [i64],
+/// `len` zeros on the stack, or on the heap if there is no room there.
+fn column<'a, T: Copy + Default>(
+    on_stack: &'a mut heapless::Vec<T, MAX_READINGS_PER_BATCH>,
+    on_heap: &'a mut Vec<T>,
+    len: usize,
+) -> &'a mut [T] {
+    if on_stack.resize(len, T::default()).is_ok() {
+        on_stack
+    } else {
+        on_heap.resize(len, T::default());
+        on_heap
+    }
+}
+
+/// The points of one sensor and how they are coded.
+struct Series {
+    run: Run,
     shares_timestamps: bool,
     values: ValueCodec,
 }

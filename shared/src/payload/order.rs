@@ -2,78 +2,126 @@
 //! sensor and timestamp in the order they came; exactly what a stable sort by
 //! `(sensor, ts_ms)` gives.
 //!
-//! Devices send each sensor's readings in time order, interleaved with the other sensors'
-//! (sample 1 of every sensor, then sample 2, ...). For such input the stable sort is a
-//! counting sort by sensor, one pass to count and one to place, which is what runs when a batch
-//! has at most [`MAX_SENSORS`] sensors and each one's timestamps never go back; any other
-//! input takes the general sort.
+//! The encoder reads the sorted points as two columns, timestamps and value bits, and one run
+//! per sensor in them. A counting sort by sensor places each point once; it is stable, so each
+//! run then holds its sensor's points in the order they came. Devices send each sensor's
+//! readings in time order, interleaved with the other sensors' (sample 1 of every sensor, then
+//! sample 2, ...), so a run is usually already in time order; one that is not is sorted on its
+//! own, stably.
 
-use crate::limits::MAX_SENSORS;
+use alloc::vec::Vec;
+
+use crate::limits::{MAX_READINGS_PER_BATCH, MAX_SENSORS};
 
 use super::Point;
 
-/// No slot yet: the sensor has not been seen.
-const NO_SLOT: u8 = u8::MAX;
+/// The points of one sensor: `start..start + len` in the columns.
+#[derive(Clone, Copy)]
+pub(super) struct Run {
+    pub(super) sensor: u8,
+    pub(super) start: usize,
+    pub(super) len: usize,
+}
 
-/// Fills `sorted` (as long as `points`) with `points` in the payload's order.
-pub(super) fn sort_into(points: &[Point], sorted: &mut [Point]) {
-    debug_assert_eq!(points.len(), sorted.len());
-    if !counting_sort(points, sorted) {
-        sorted.copy_from_slice(points);
-        sorted.sort_by_key(|p| (p.sensor, p.ts_ms));
+impl Run {
+    pub(super) fn range(self) -> core::ops::Range<usize> {
+        self.start..self.start + self.len
     }
 }
 
-/// The counting sort; false (and `sorted` unspecified) when some sensor's timestamps go back
-/// or there are more than [`MAX_SENSORS`] sensors.
-fn counting_sort(points: &[Point], sorted: &mut [Point]) -> bool {
-    // Slot of each sensor, in order of first appearance.
+/// One run per sensor: sensors are `u8`s.
+pub(super) type Runs = heapless::Vec<Run, 256>;
+
+/// Fills `ts` and `values` (each as long as `points`) with the points' timestamps and value
+/// bits in the payload's order, and `runs` (empty) with each sensor's run, ascending.
+pub(super) fn sort_into(points: &[Point], ts: &mut [i64], values: &mut [u32], runs: &mut Runs) {
+    debug_assert!(points.len() == ts.len() && points.len() == values.len() && runs.is_empty());
+    // Small tables for the usual few sensors; tables for every sensor only when needed.
+    if !place_by_sensor::<MAX_SENSORS>(points, ts, values, runs) {
+        place_by_sensor::<256>(points, ts, values, runs);
+    }
+    for run in runs.iter() {
+        let ts = &mut ts[run.range()];
+        if !ts.is_sorted() {
+            sort_by_time(ts, &mut values[run.range()]);
+        }
+    }
+}
+
+/// The counting sort by sensor, with a slot per sensor in order of first appearance; false
+/// (and nothing written) when the batch has more than `SLOTS` sensors.
+fn place_by_sensor<const SLOTS: usize>(
+    points: &[Point],
+    ts: &mut [i64],
+    values: &mut [u32],
+    runs: &mut Runs,
+) -> bool {
+    const NO_SLOT: u16 = u16::MAX;
     let mut slot_of = [NO_SLOT; 256];
-    let mut sensors = [0u8; MAX_SENSORS];
-    let mut counts = [0usize; MAX_SENSORS];
-    let mut last_ts = [0i64; MAX_SENSORS];
+    let mut sensors = [0u8; SLOTS];
+    let mut counts = [0usize; SLOTS];
     let mut used = 0;
     for p in points {
-        let slot = slot_of[usize::from(p.sensor)];
-        if slot == NO_SLOT {
-            if used == MAX_SENSORS {
+        let slot = &mut slot_of[usize::from(p.sensor)];
+        if *slot == NO_SLOT {
+            if used == SLOTS {
                 return false;
             }
-            slot_of[usize::from(p.sensor)] = used as u8;
+            *slot = used as u16;
             sensors[used] = p.sensor;
-            counts[used] = 1;
-            last_ts[used] = p.ts_ms;
             used += 1;
-        } else {
-            let slot = usize::from(slot);
-            if p.ts_ms < last_ts[slot] {
-                return false;
-            }
-            last_ts[slot] = p.ts_ms;
-            counts[slot] += 1;
         }
+        counts[usize::from(*slot)] += 1;
     }
     let sensors = &mut sensors[..used];
     sensors.sort_unstable();
-    let mut next = [0usize; MAX_SENSORS];
+    // `counts` becomes where each slot's next point goes.
     let mut at = 0;
     for &sensor in sensors.iter() {
         let slot = usize::from(slot_of[usize::from(sensor)]);
-        next[slot] = at;
-        at += counts[slot];
+        let len = counts[slot];
+        // At most 256 sensors, so never full.
+        let _ = runs.push(Run {
+            sensor,
+            start: at,
+            len,
+        });
+        counts[slot] = at;
+        at += len;
     }
     for p in points {
-        let slot = usize::from(slot_of[usize::from(p.sensor)]);
-        sorted[next[slot]] = *p;
-        next[slot] += 1;
+        let next = &mut counts[usize::from(slot_of[usize::from(p.sensor)])];
+        ts[*next] = p.ts_ms;
+        values[*next] = p.value.to_bits();
+        *next += 1;
     }
     true
+}
+
+/// Sorts one run by timestamp, stably. Only reordered batches get here.
+fn sort_by_time(ts: &mut [i64], values: &mut [u32]) {
+    // (timestamp, arrival, value): the arrival breaks ties, so the unstable sort is stable and
+    // needs no buffer. Only an oversized batch (a caller bug) takes the heap.
+    let mut on_stack: heapless::Vec<(i64, u32, u32), MAX_READINGS_PER_BATCH> = heapless::Vec::new();
+    let mut on_heap = Vec::new();
+    let entries = ts.iter().zip(values.iter()).enumerate();
+    let entries = entries.map(|(i, (&t, &v))| (t, i as u32, v));
+    let sorted: &mut [(i64, u32, u32)] = if ts.len() <= on_stack.capacity() {
+        on_stack.extend(entries);
+        &mut on_stack
+    } else {
+        on_heap.extend(entries);
+        &mut on_heap
+    };
+    sorted.sort_unstable();
+    for ((t, v), &(sorted_t, _, sorted_v)) in ts.iter_mut().zip(values.iter_mut()).zip(&*sorted) {
+        (*t, *v) = (sorted_t, sorted_v);
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use alloc::vec::Vec;
 
     fn p(sensor: u8, ts_ms: i64) -> Point {
         Point {
@@ -83,10 +131,24 @@ mod tests {
         }
     }
 
-    fn stable_sorted(points: &[Point]) -> Vec<Point> {
+    fn stable_sorted(points: &[Point]) -> Vec<(i64, u32)> {
         let mut expected = points.to_vec();
         expected.sort_by_key(|p| (p.sensor, p.ts_ms));
         expected
+            .iter()
+            .map(|p| (p.ts_ms, p.value.to_bits()))
+            .collect()
+    }
+
+    /// The columns as (timestamp, value bits), and the runs as (sensor, start, len).
+    type Sorted = (Vec<(i64, u32)>, Vec<(u8, usize, usize)>);
+
+    fn sorted(points: &[Point]) -> Sorted {
+        let (mut ts, mut values) = (alloc::vec![0; points.len()], alloc::vec![0; points.len()]);
+        let mut runs = Runs::new();
+        sort_into(points, &mut ts, &mut values, &mut runs);
+        let runs = runs.iter().map(|r| (r.sensor, r.start, r.len)).collect();
+        (ts.into_iter().zip(values).collect(), runs)
     }
 
     #[test]
@@ -99,23 +161,20 @@ mod tests {
             p(1, 1000),
             p(9, 5),
         ];
-        let mut sorted = points;
-        assert!(counting_sort(&points, &mut sorted));
-        assert_eq!(sorted.to_vec(), stable_sorted(&points));
+        let (columns, runs) = sorted(&points);
+        assert_eq!(columns, stable_sorted(&points));
+        assert_eq!(runs, [(1, 0, 3), (3, 3, 2), (9, 5, 1)]);
     }
 
     #[test]
-    fn time_going_back_or_too_many_sensors_take_the_general_sort() {
-        let back = [p(1, 1000), p(2, 0), p(1, 999)];
-        let mut sorted = back;
-        assert!(!counting_sort(&back, &mut sorted));
-        sort_into(&back, &mut sorted);
-        assert_eq!(sorted.to_vec(), stable_sorted(&back));
+    fn time_going_back_and_many_sensors_sort_as_a_stable_sort_does() {
+        let back = [p(1, 1000), p(2, 0), p(1, 999), p(1, 999), p(1, 5)];
+        assert_eq!(sorted(&back).0, stable_sorted(&back));
 
-        let many: Vec<Point> = (0..=MAX_SENSORS as u8).rev().map(|s| p(s, 0)).collect();
-        let mut sorted = many.clone();
-        assert!(!counting_sort(&many, &mut sorted));
-        sort_into(&many, &mut sorted);
-        assert_eq!(sorted, stable_sorted(&many));
+        let many: Vec<Point> = (0..=255u8).rev().flat_map(|s| [p(s, 7), p(s, 3)]).collect();
+        let (columns, runs) = sorted(&many);
+        assert_eq!(columns, stable_sorted(&many));
+        assert_eq!(runs.len(), 256);
+        assert_eq!(runs[255], (255, 510, 2));
     }
 }

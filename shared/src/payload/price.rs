@@ -3,102 +3,96 @@
 //! k = 0..=7. Payloads are stored for good, so this choice is part of the format: it must stay
 //! exactly this rule.
 //!
-//! One pass over the series finds whether it is decimal and prices all 16 decimal codecs at
-//! once: a table gives a code's price under all eight Rice parameters as eight 16-bit lanes of
-//! a `u128`, so a value costs two table loads and two additions. XOR is priced only when a
-//! decimal codec might lose to it: a changed value takes at least 3 XOR bits.
+//! A pass over the series finds the coarsest decimal step that gives every value back and its
+//! step counts ([`Decimal::all_steps`]); a second prices all 16 decimal codecs at once: a table
+//! gives a code's price under all eight Rice parameters as eight 16-bit lanes of a `u128`, so
+//! a value costs two table loads and two additions. XOR is priced only when a decimal codec
+//! might lose to it, after cheaper lower bounds: a repeat takes 1 XOR bit, a change at least 3.
 
-use super::Point;
 use super::bytes::{varint_len, zigzag};
 use super::values::{Decimal, MAX_RICE_K, RICE_ESCAPE, ValueCodec, XorCode, XorWindow};
 
-/// The cheapest codec for `series` (at least one point). `steps` (as long as `series`) is
-/// left holding the step counts of the values if the codec is decimal.
-pub(super) fn cheapest(series: &[Point], steps: &mut [i64]) -> ValueCodec {
+/// The cheapest codec for a series whose values have the `f32` bits `values` (at least one).
+/// `steps` (as long as `values`) is left holding the step counts of the values if the codec
+/// is decimal.
+pub(super) fn cheapest(values: &[u32], steps: &mut [i64]) -> ValueCodec {
     // The coarsest step that gives every value back; finer ones only make bigger numbers.
-    let mut prices = DecimalPrices::default();
-    if !(0..4).any(|decimals| prices.measure(series, decimals, steps).is_some()) {
+    let step = (0..4).map(|decimals| Decimal {
+        decimals,
+        delta_of_delta: false,
+        rice_k: 0,
+    });
+    let Some(step) = step.into_iter().find(|step| step.all_steps(values, steps)) else {
         return ValueCodec::Xor;
-    }
-    let (bits, decimal) = prices.cheapest();
-    if bits < prices.xor_floor || bits < xor_bits(series) {
+    };
+    let (bits, decimal) = DecimalPrices::of(steps).cheapest(step);
+    // Lower bounds of the XOR codec's bits first, cheapest first: 32 bits for the first value,
+    // then 1 for a repeat and at least 3 for a change.
+    let repeats_only = 32 + values.len() as u64 - 1;
+    if bits < repeats_only || bits < xor_floor(values) || bits < xor_bits(values) {
         ValueCodec::Decimal(decimal)
     } else {
         ValueCodec::Xor
     }
 }
 
+/// No XOR coding of `values` takes fewer bits.
+fn xor_floor(values: &[u32]) -> u64 {
+    let changes = values.windows(2).filter(|pair| pair[0] != pair[1]).count();
+    32 + values.len() as u64 - 1 + 2 * changes as u64
+}
+
 /// Bits of the XOR codec: the first value's 4 header bytes, then a code per value.
-fn xor_bits(series: &[Point]) -> u64 {
-    let Some((first, rest)) = series.split_first() else {
+fn xor_bits(values: &[u32]) -> u64 {
+    let Some((&first, rest)) = values.split_first() else {
         return 32;
     };
-    let mut prev = first.value.to_bits();
+    let mut prev = first;
     let mut window: Option<XorWindow> = None;
     let mut bits = 32;
-    for p in rest {
-        let value = p.value.to_bits();
+    for &value in rest {
         bits += u64::from(XorCode::of(value ^ prev, &mut window).bits());
         prev = value;
     }
     bits
 }
 
-/// What the decimal codecs of one step size cost a series.
-#[derive(Default)]
+/// What the decimal codecs of one step size cost a series, but for its first value's bits.
 struct DecimalPrices {
-    step: Decimal,
-    /// Bits per Rice parameter, header included: codes of deltas, then of delta-of-deltas.
+    /// Bits per Rice parameter: codes of deltas, then of delta-of-deltas.
     deltas: [u64; LANES],
     delta_of_deltas: [u64; LANES],
-    /// No XOR coding of the series takes fewer bits.
-    xor_floor: u64,
+    /// Bits of the first value's step count, in the header.
+    first: u64,
 }
 
 impl DecimalPrices {
-    /// `None` if some value of `series` is no whole number of steps of 10^-decimals; else sets
-    /// the prices, and `steps` (as long as `series`) holds the step counts.
-    fn measure(&mut self, series: &[Point], decimals: u8, steps: &mut [i64]) -> Option<()> {
-        let step = Decimal {
-            decimals,
-            delta_of_delta: false,
-            rice_k: 0,
+    /// The prices of a series of step counts `steps` (at least one).
+    fn of(steps: &[i64]) -> Self {
+        let (&first, rest) = steps.split_first().unwrap_or((&0, &[]));
+        let mut prices = Self {
+            deltas: [0; LANES],
+            delta_of_deltas: [0; LANES],
+            first: 8 * u64::from(varint_len(zigzag(first))),
         };
-        let (first, rest) = series.split_first()?;
-        let (first_steps, rest_steps) = steps.split_first_mut()?;
-        *first_steps = step.steps(first.value)?;
-        let first_bits = 8 * u64::from(varint_len(zigzag(*first_steps)));
-        let prices = self;
-        prices.step = step;
-        prices.deltas = [first_bits; LANES];
-        prices.delta_of_deltas = [first_bits; LANES];
-        prices.xor_floor = 32;
-        let (mut prev_steps, mut prev_delta) = (*first_steps, 0i64);
-        let mut prev_bits = first.value.to_bits();
-        let chunks = rest
-            .chunks(LANE_CODES)
-            .zip(rest_steps.chunks_mut(LANE_CODES));
-        for (points, steps) in chunks {
+        let (mut prev, mut prev_delta) = (first, 0i64);
+        for chunk in rest.chunks(LANE_CODES) {
             let (mut deltas, mut delta_of_deltas) = (0u128, 0u128);
-            for (p, slot) in points.iter().zip(steps) {
-                let steps = step.steps(p.value)?;
-                *slot = steps;
-                let delta = steps.wrapping_sub(prev_steps);
+            for &steps in chunk {
+                let delta = steps.wrapping_sub(prev);
                 deltas += lanes_of(zigzag(delta));
                 delta_of_deltas += lanes_of(zigzag(delta.wrapping_sub(prev_delta)));
-                let bits = p.value.to_bits();
-                // A repeat takes 1 XOR bit, a change at least 3.
-                prices.xor_floor += if bits == prev_bits { 1 } else { 3 };
-                (prev_steps, prev_delta, prev_bits) = (steps, delta, bits);
+                (prev, prev_delta) = (steps, delta);
             }
             add_lanes(&mut prices.deltas, deltas);
             add_lanes(&mut prices.delta_of_deltas, delta_of_deltas);
         }
-        Some(())
+        prices
     }
 
-    /// The cheapest of the 16, the first among equals, and its bits.
-    fn cheapest(&self) -> (u64, Decimal) {
+    /// The cheapest of the 16 codecs of `step`'s decimals, the first among equals, and its
+    /// bits, header included.
+    fn cheapest(&self, step: Decimal) -> (u64, Decimal) {
         // Bits above, position among the 16 below: the smallest key is the first cheapest.
         let all = self.deltas.iter().chain(&self.delta_of_deltas);
         let key = (0..).zip(all).map(|(i, &bits)| (bits << 4) | i).min();
@@ -106,9 +100,9 @@ impl DecimalPrices {
         let decimal = Decimal {
             delta_of_delta: key & 8 != 0,
             rice_k: (key & 7) as u32,
-            ..self.step
+            ..step
         };
-        (key >> 4, decimal)
+        (self.first + (key >> 4), decimal)
     }
 }
 

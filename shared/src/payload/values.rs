@@ -59,6 +59,20 @@ const FAR_FACTOR: [f64; 4] = {
 /// (over 9e12 at 0.001) are XOR'd.
 const MAX_STEPS: f64 = 9_007_199_254_740_992.0;
 
+/// Adding this to a number of magnitude below 2^51 and taking it away again rounds the number
+/// to an integer: the sum lies in [2^52, 2^53), where `f64`s are the integers.
+const ROUNDER: f64 = 6_755_399_441_055_744.0;
+
+/// `f32` bits of 2^23, 2^19, 2^16 and 2^13: below them, a value's `close` bound at 0, 1, 2
+/// and 3 decimals is under half a step, so at most one step count is that close, and it is
+/// the one [`nearest`] finds whichever way it breaks ties.
+const FAST_LIMIT_BITS: [u32; 4] = [
+    (127 + 23) << 23,
+    (127 + 19) << 23,
+    (127 + 16) << 23,
+    (127 + 13) << 23,
+];
+
 /// Largest Rice parameter: 3 bits of the mode byte.
 pub(super) const MAX_RICE_K: u32 = 7;
 
@@ -102,6 +116,43 @@ impl Decimal {
             return None;
         }
         (self.value(steps).to_bits() == value.to_bits()).then_some(steps)
+    }
+
+    /// [`Decimal::steps`] of each of `values` (`f32` bits) into `steps` (as long); false, and
+    /// `steps` unspecified, as soon as a value has none.
+    ///
+    /// Most values take a shortcut past even [`Decimal::certain_bounds`]: the bound that the
+    /// first value's binade gives holds for every value above that binade's least `f32`, so
+    /// one test covers the binade and the range; and `scaled` is rounded by adding and taking
+    /// away 1.5 * 2^52, which leaves the step count in the low bits of the sum, with no
+    /// conversion to an integer. That rounds ties to even, not away from zero, so the
+    /// shortcut stops where a tie could be close enough to count ([`FAST_LIMIT_BITS`]).
+    pub(super) fn all_steps(self, values: &[u32], steps: &mut [i64]) -> bool {
+        let Some(&first) = values.first() else {
+            return true;
+        };
+        let d = usize::from(self.decimals & 3);
+        let per_unit = STEPS_PER_UNIT[d];
+        // The first value's binade, as the bits of its least `f32`, and `close` for all above
+        // it. A power of two, its least value, has a smaller `close`: it is not above it.
+        let binade_bits = first & 0x7f80_0000;
+        let close = f64::from(f32::from_bits(binade_bits)) * CLOSE_FACTOR[0][d];
+        // Magnitudes from `binade_bits + 1` to below `FAST_LIMIT_BITS`, as one comparison.
+        let span = FAST_LIMIT_BITS[d].saturating_sub(binade_bits + 1);
+        for (&bits, slot) in values.iter().zip(steps.iter_mut()) {
+            let scaled = f64::from(f32::from_bits(bits)) * per_unit;
+            let sum = scaled + ROUNDER;
+            let off = ((sum - ROUNDER) - scaled).abs();
+            let in_span = (bits & 0x7fff_ffff).wrapping_sub(binade_bits + 1) < span;
+            if off < close && in_span {
+                *slot = (sum.to_bits() as i64).wrapping_sub(ROUNDER.to_bits() as i64);
+            } else if let Some(s) = self.steps(f32::from_bits(bits)) {
+                *slot = s;
+            } else {
+                return false;
+            }
+        }
+        true
     }
 
     /// Spares [`Decimal::steps`] the division that [`Decimal::value`] does, unless `value` lies
@@ -178,13 +229,13 @@ impl ValueCodec {
 }
 
 /// The first value, in the series header: 4 bytes (big-endian `f32` bits) for XOR, the
-/// zigzag varint of its step count for decimal. `steps` are those of the values of `series`
-/// under a decimal `codec` (unused for XOR).
-pub(super) fn write_first(out: &mut Vec<u8>, codec: ValueCodec, series: &[Point], steps: &[i64]) {
+/// zigzag varint of its step count for decimal. `values` are the `f32` bits of a series'
+/// values, and `steps` their step counts under a decimal `codec` (unused for XOR).
+pub(super) fn write_first(out: &mut Vec<u8>, codec: ValueCodec, values: &[u32], steps: &[i64]) {
     match codec {
         ValueCodec::Xor => {
-            if let Some(first) = series.first() {
-                out.extend_from_slice(&first.value.to_bits().to_be_bytes());
+            if let Some(first) = values.first() {
+                out.extend_from_slice(&first.to_be_bytes());
             }
         }
         ValueCodec::Decimal(_) => {
@@ -195,27 +246,33 @@ pub(super) fn write_first(out: &mut Vec<u8>, codec: ValueCodec, series: &[Point]
     }
 }
 
-/// One code per value after the first, in the bit stream; `steps` as for [`write_first`].
+/// One code per value after the first, in the bit stream; `values` and `steps` as for
+/// [`write_first`].
 pub(super) fn write_codes(
     bits: &mut BitWriter<'_>,
     codec: ValueCodec,
-    series: &[Point],
+    values: &[u32],
     steps: &[i64],
 ) {
-    match codec {
-        ValueCodec::Xor => write_xor(bits, series),
-        ValueCodec::Decimal(d) => {
-            let mut prev_delta = 0i64;
-            for pair in steps.windows(2) {
-                let delta = pair[1].wrapping_sub(pair[0]);
-                let code = if d.delta_of_delta {
-                    delta.wrapping_sub(prev_delta)
-                } else {
-                    delta
-                };
-                write_rice(bits, zigzag(code), d.rice_k);
-                prev_delta = delta;
-            }
+    let ValueCodec::Decimal(d) = codec else {
+        write_xor(bits, values);
+        return;
+    };
+    let Some((&first, rest)) = steps.split_first() else {
+        return;
+    };
+    let (mut prev, mut prev_delta) = (first, 0i64);
+    // Two loops, so that neither asks which code it writes.
+    if d.delta_of_delta {
+        for &steps in rest {
+            let delta = steps.wrapping_sub(prev);
+            write_rice(bits, zigzag(delta.wrapping_sub(prev_delta)), d.rice_k);
+            (prev, prev_delta) = (steps, delta);
+        }
+    } else {
+        for &steps in rest {
+            write_rice(bits, zigzag(steps.wrapping_sub(prev)), d.rice_k);
+            prev = steps;
         }
     }
 }
@@ -273,13 +330,13 @@ pub(super) fn read_codes(
 
 /// Rice code of parameter `k`: the quotient `z >> k` in unary (that many 1-bits, then a
 /// 0-bit), then the `k` low bits of `z`; a quotient of [`RICE_ESCAPE`] or more as the escape.
-#[inline]
+#[inline(always)]
 fn write_rice(bits: &mut BitWriter<'_>, z: u64, k: u32) {
     let quotient = z >> k;
     if quotient < u64::from(RICE_ESCAPE) {
         // At most 7 + 1 + 7 bits: one write.
         let unary = ((1 << quotient) - 1) << 1;
-        bits.bits((unary << k) | (z & ((1 << k) - 1)), quotient as u32 + 1 + k);
+        bits.short((unary << k) | (z & ((1 << k) - 1)), quotient as u32 + 1 + k);
     } else {
         let len = 64 - z.leading_zeros();
         let escape = (1 << RICE_ESCAPE) - 1;
@@ -300,18 +357,17 @@ fn read_rice(bits: &mut BitReader<'_>, k: u32) -> Result<u64, PayloadError> {
 /// Per value after the first, its XOR with the previous one: `0` (same value), `10` + the
 /// XOR's bits inside the current window, or `11` + 5 bits of leading zeros + 5 bits of
 /// (meaningful length - 1) + the meaningful bits, which sets the window.
-fn write_xor(bits: &mut BitWriter<'_>, series: &[Point]) {
-    let Some((first, rest)) = series.split_first() else {
+fn write_xor(bits: &mut BitWriter<'_>, values: &[u32]) {
+    let Some((&first, rest)) = values.split_first() else {
         return;
     };
-    let mut prev = first.value.to_bits();
+    let mut prev = first;
     let mut window: Option<XorWindow> = None;
-    for p in rest {
-        let value = p.value.to_bits();
+    for &value in rest {
         let xor = value ^ prev;
         prev = value;
         match XorCode::of(xor, &mut window) {
-            XorCode::Same => bits.bit(false),
+            XorCode::Same => bits.short(0, 1),
             XorCode::InWindow(w) => bits.bits(
                 (0b10 << w.len()) | u64::from(xor >> w.trailing),
                 2 + w.len(),
@@ -474,10 +530,10 @@ mod tests {
         (d.value(steps).to_bits() == value.to_bits()).then_some(steps)
     }
 
-    #[test]
-    fn step_counts_found_without_the_division_are_those_the_division_finds() {
+    /// Values at and around decimal steps, powers of two and the edges of the ranges, and
+    /// any bits.
+    fn edge_values() -> Vec<f32> {
         let mut values: Vec<f32> = Vec::new();
-        // Values at and around decimal steps, powers of two and the edges of the ranges.
         for per_unit in STEPS_PER_UNIT {
             for steps in (-3000i64..3000).chain((0..60).map(|b| 1i64 << b)) {
                 let near = (steps as f64 / per_unit) as f32;
@@ -502,7 +558,6 @@ mod tests {
             f32::NAN,
             f32::INFINITY,
         ]);
-        // And any bits.
         let mut x = 0x9e37_79b9_u32;
         for _ in 0..200_000 {
             x ^= x << 13;
@@ -510,12 +565,22 @@ mod tests {
             x ^= x << 5;
             values.push(f32::from_bits(x));
         }
+        values
+    }
+
+    fn at(decimals: u8) -> Decimal {
+        Decimal {
+            decimals,
+            delta_of_delta: false,
+            rice_k: 0,
+        }
+    }
+
+    #[test]
+    fn step_counts_found_without_the_division_are_those_the_division_finds() {
+        let values = edge_values();
         for decimals in 0..4 {
-            let d = Decimal {
-                decimals,
-                delta_of_delta: false,
-                rice_k: 0,
-            };
+            let d = at(decimals);
             for &v in &values {
                 assert_eq!(
                     d.steps(v),
@@ -523,6 +588,33 @@ mod tests {
                     "{v:e} ({:#x}) at {decimals}",
                     v.to_bits()
                 );
+            }
+        }
+    }
+
+    #[test]
+    fn step_counts_of_a_series_by_the_shortcut_are_those_the_division_finds() {
+        let values = edge_values();
+        // First values that set the shortcut's binade: a step, a power of two, zero, an edge.
+        let firsts = [1.0f32, 20.01, -3.7, 2.0, -0.0, 8191.5];
+        for decimals in 0..4 {
+            let d = at(decimals);
+            for first in firsts {
+                for &v in values.iter().step_by(3) {
+                    let series = [first.to_bits(), v.to_bits()];
+                    let mut steps = [0i64; 2];
+                    let expected = [steps_by_division(d, first), steps_by_division(d, v)];
+                    let found = d.all_steps(&series, &mut steps);
+                    assert_eq!(
+                        found,
+                        expected.iter().all(Option::is_some),
+                        "{first:e}, {v:e} ({:#x}) at {decimals}",
+                        v.to_bits()
+                    );
+                    if found {
+                        assert_eq!(steps.map(Some), expected, "{first:e}, {v:e} at {decimals}");
+                    }
+                }
             }
         }
     }
