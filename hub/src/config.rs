@@ -67,8 +67,8 @@ pub struct Config {
     pub device_frames_per_s: u32,
     /// Invalid batches in a row before a device is closed with 1008. Default 10.
     pub max_invalid_batches: u32,
-    /// Live events buffered for the slowest dashboard before it starts missing some (and is
-    /// told how many). Default 8,192.
+    /// Live events (a device's batch, or its going online or offline) buffered for the slowest
+    /// dashboard before it starts missing some (and is told how many). Default 2,048.
     pub live_buffer: usize,
     /// Settings handed to every device in Welcome.
     pub device: DeviceConfig,
@@ -108,7 +108,7 @@ impl Default for Config {
             rate_limit_factor: 2.0,
             device_frames_per_s: 1_000,
             max_invalid_batches: 10,
-            live_buffer: 8192,
+            live_buffer: 2048,
             device: DeviceConfig::default(),
         }
     }

@@ -276,7 +276,7 @@ async fn run_store(
                 seq: second as u32 + 1,
                 time_source: TimeSource::Sntp,
                 dropped: 0,
-                points: device.batch(received_ms),
+                points: device.batch(received_ms).into(),
                 received_ms,
             };
             current.push(store.enqueue(batch).await?);

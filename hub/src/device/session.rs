@@ -408,7 +408,7 @@ impl Session {
             return self.reject(seq, reason);
         }
 
-        let points: Vec<Point> = batch
+        let points: Arc<[Point]> = batch
             .readings
             .iter()
             .map(|r| Point {
@@ -478,24 +478,18 @@ impl Session {
         Ok(Step::Reply(HubMsg::Reject { seq, reason }))
     }
 
-    /// One event per sensor of the batch; their JSON is written later, on the live thread.
-    fn publish_live(&self, seq: u32, time_source: TimeSource, points: &[Point]) {
+    /// One event for the batch, sharing its points; the JSON is written later, on the live
+    /// thread.
+    fn publish_live(&self, seq: u32, time_source: TimeSource, points: &Arc<[Point]>) {
         if self.app.live.clients() == 0 {
             return;
         }
-        let mut sensors: Vec<u8> = points.iter().map(|p| p.sensor).collect();
-        sensors.sort_unstable();
-        sensors.dedup();
-        let points: Arc<[Point]> = points.into();
-        for sensor in sensors {
-            self.app.live.publish(LiveEvent::readings(
-                self.name.clone(),
-                sensor,
-                seq,
-                time_source,
-                points.clone(),
-            ));
-        }
+        self.app.live.publish(LiveEvent::readings(
+            self.name.clone(),
+            seq,
+            time_source,
+            points.clone(),
+        ));
     }
 }
 

@@ -41,20 +41,31 @@ impl Subscription {
         }
     }
 
-    /// Readings as subscribed; device status events (online/offline) go to every client,
-    /// so a device list stays current whatever the charts show.
-    pub fn wants(&self, event: &LiveEvent) -> bool {
-        let Some(sensor) = event.sensor else {
+    /// Readings of `sensor` of `device` as subscribed; device status (`sensor` None) goes to
+    /// every client, so a device list stays current whatever the charts show.
+    pub fn wants(&self, device: &str, sensor: Option<u8>) -> bool {
+        let Some(sensor) = sensor else {
             return true;
         };
         if self.all {
             return true;
         }
-        match self.devices.get(&event.device) {
+        match self.devices.get(device) {
             None => false,
             Some(None) => true,
             Some(Some(sensors)) => sensors.contains(&sensor),
         }
+    }
+
+    /// The messages of `event` this client is sent. A batch of a device it does not follow
+    /// is skipped without writing its JSON.
+    fn messages<'e>(&self, event: &'e LiveEvent) -> impl Iterator<Item = &'e Utf8Bytes> {
+        let follows = !event.is_readings() || self.all || self.devices.contains_key(&*event.device);
+        let messages = if follows { event.messages() } else { &[] };
+        messages
+            .iter()
+            .filter(move |m| self.wants(&event.device, m.sensor))
+            .map(|m| &m.json)
     }
 
     fn apply(&mut self, request: ClientRequest) -> Result<(), String> {
@@ -158,15 +169,15 @@ async fn send(socket: &mut WebSocket, message: Message, within: Duration) -> Res
     }
 }
 
-/// Most events written before one flush: a client that is behind gets them in few large
-/// writes instead of one system call each.
-const EVENTS_PER_FLUSH: usize = 256;
+/// Messages written before one flush (or a few more: a batch's messages go together): a
+/// client that is behind gets them in few large writes instead of one system call each.
+const MESSAGES_PER_FLUSH: usize = 256;
 
 /// Most events looked at in one go, written or filtered out: a client whose subscription
 /// skips most events still returns to its socket and its pings.
-const EVENTS_PER_PASS: usize = 4096;
+const EVENTS_PER_PASS: usize = 1024;
 
-/// Send `first` and whatever else is already waiting (up to [`EVENTS_PER_FLUSH`]) that the
+/// Send `first` and whatever else is already waiting (up to [`MESSAGES_PER_FLUSH`]) that the
 /// subscription wants, then flush once. A lag found while draining is reported in place.
 async fn send_events(
     socket: &mut WebSocket,
@@ -179,11 +190,11 @@ async fn send_events(
         let mut event = first;
         let (mut written, mut seen) = (0, 1);
         'drain: loop {
-            if subscription.wants(&event) {
-                socket.feed(Message::Text(event.json().clone())).await?;
+            for json in subscription.messages(&event) {
+                socket.feed(Message::Text(json.clone())).await?;
                 written += 1;
             }
-            if written >= EVENTS_PER_FLUSH || seen >= EVENTS_PER_PASS {
+            if written >= MESSAGES_PER_FLUSH || seen >= EVENTS_PER_PASS {
                 break;
             }
             seen += 1;
@@ -287,10 +298,6 @@ pub async fn serve(
 mod tests {
     use super::*;
 
-    fn event(device: &str, sensor: Option<u8>) -> LiveEvent {
-        LiveEvent::with_json(device, sensor, "{}")
-    }
-
     fn request(json: &str) -> ClientRequest {
         serde_json::from_str(json).unwrap()
     }
@@ -298,8 +305,8 @@ mod tests {
     #[test]
     fn new_clients_see_everything() {
         let sub = Subscription::everything();
-        assert!(sub.wants(&event("a", Some(1))));
-        assert!(sub.wants(&event("b", None)));
+        assert!(sub.wants("a", Some(1)));
+        assert!(sub.wants("b", None));
     }
 
     #[test]
@@ -307,10 +314,10 @@ mod tests {
         let mut sub = Subscription::everything();
         sub.apply(request(r#"{"type":"subscribe","device":"a"}"#))
             .unwrap();
-        assert!(sub.wants(&event("a", Some(3))));
-        assert!(sub.wants(&event("a", None)));
-        assert!(!sub.wants(&event("b", Some(3))));
-        assert!(sub.wants(&event("b", None)), "status events go to everyone");
+        assert!(sub.wants("a", Some(3)));
+        assert!(sub.wants("a", None));
+        assert!(!sub.wants("b", Some(3)));
+        assert!(sub.wants("b", None), "status events go to everyone");
     }
 
     #[test]
@@ -320,9 +327,9 @@ mod tests {
             r#"{"type":"subscribe","device":"a","sensors":[2]}"#,
         ))
         .unwrap();
-        assert!(sub.wants(&event("a", Some(2))));
-        assert!(!sub.wants(&event("a", Some(1))));
-        assert!(sub.wants(&event("a", None)));
+        assert!(sub.wants("a", Some(2)));
+        assert!(!sub.wants("a", Some(1)));
+        assert!(sub.wants("a", None));
     }
 
     #[test]
@@ -330,11 +337,45 @@ mod tests {
         let mut sub = Subscription::everything();
         sub.apply(request(r#"{"type":"unsubscribe","device":"*"}"#))
             .unwrap();
-        assert!(!sub.wants(&event("a", Some(2))));
-        assert!(sub.wants(&event("a", None)));
+        assert!(!sub.wants("a", Some(2)));
+        assert!(sub.wants("a", None));
         sub.apply(request(r#"{"type":"subscribe","device":"*"}"#))
             .unwrap();
-        assert!(sub.wants(&event("a", Some(2))));
+        assert!(sub.wants("a", Some(2)));
+    }
+
+    #[test]
+    fn a_batch_sends_only_the_subscribed_sensors() {
+        let point = |sensor| shared::payload::Point {
+            sensor,
+            ts_ms: 1_000,
+            value: 1.0,
+        };
+        let batch = LiveEvent::readings(
+            "a".into(),
+            1,
+            crate::store::TimeSource::Sntp,
+            vec![point(0), point(1), point(2)].into(),
+        );
+        let mut sub = Subscription::everything();
+        assert_eq!(sub.messages(&batch).count(), 3);
+        sub.apply(request(
+            r#"{"type":"subscribe","device":"a","sensors":[0,2]}"#,
+        ))
+        .unwrap();
+        let sent: Vec<_> = sub
+            .messages(&batch)
+            .map(|j| j.as_str().to_owned())
+            .collect();
+        assert_eq!(sent.len(), 2);
+        assert!(sent[0].contains(r#""sensor":0"#) && sent[1].contains(r#""sensor":2"#));
+        sub.apply(request(r#"{"type":"subscribe","device":"b"}"#))
+            .unwrap();
+        sub.apply(request(r#"{"type":"unsubscribe","device":"a"}"#))
+            .unwrap();
+        assert_eq!(sub.messages(&batch).count(), 0);
+        let status = LiveEvent::status("a".into(), false, None, 5);
+        assert_eq!(sub.messages(&status).count(), 1, "status goes to everyone");
     }
 
     #[test]

@@ -30,23 +30,31 @@ use crate::store::TimeSource;
 use event::{DeviceStatus, Readings};
 use runtime::LiveRuntime;
 
-/// One event: what it is about, and its JSON, written once by the first client that sends it.
+/// One event: a device's checked batch, or a device coming online or going offline. Its JSON
+/// messages (one per sensor of a batch) are written once, by the first client that sends them.
 ///
-/// A device session only records the facts (no serialization on the ingest path); events that
-/// every client skips (lagging under load) are never serialized at all.
+/// A device session only records the facts (no serialization on the ingest path) and publishes
+/// one event per batch; events that every client skips (lagging under load) are never
+/// serialized at all.
 #[derive(Debug)]
 pub struct LiveEvent {
     /// The device's name, for subscription filtering.
     pub device: Arc<str>,
-    /// The sensor this event is about, `None` for device status events.
-    pub sensor: Option<u8>,
     what: What,
-    json: OnceLock<Utf8Bytes>,
+    messages: OnceLock<Box<[LiveMessage]>>,
+}
+
+/// One JSON text message as sent to clients.
+#[derive(Debug)]
+pub struct LiveMessage {
+    /// The sensor whose readings it carries, `None` for device status.
+    pub sensor: Option<u8>,
+    pub json: Utf8Bytes,
 }
 
 #[derive(Debug)]
 enum What {
-    /// The readings of `sensor` among a batch's points (shared by the batch's events).
+    /// A batch's points, shared with the store's copy of the batch.
     Readings {
         seq: u32,
         time_source: TimeSource,
@@ -57,29 +65,24 @@ enum What {
         firmware: Option<Box<str>>,
         ts_ms: i64,
     },
-    /// Already serialized (tests).
-    #[cfg(test)]
-    Json,
 }
 
 impl LiveEvent {
-    /// `{"type":"readings"}` for `sensor`'s points among `points`.
+    /// A checked batch: `{"type":"readings"}` for each of its sensors, in sensor order.
     pub fn readings(
         device: Arc<str>,
-        sensor: u8,
         seq: u32,
         time_source: TimeSource,
         points: Arc<[Point]>,
     ) -> Self {
         Self {
             device,
-            sensor: Some(sensor),
             what: What::Readings {
                 seq,
                 time_source,
                 points,
             },
-            json: OnceLock::new(),
+            messages: OnceLock::new(),
         }
     }
 
@@ -87,58 +90,68 @@ impl LiveEvent {
     pub fn status(device: Arc<str>, online: bool, firmware: Option<&str>, ts_ms: i64) -> Self {
         Self {
             device,
-            sensor: None,
             what: What::Status {
                 online,
                 firmware: firmware.map(Into::into),
                 ts_ms,
             },
-            json: OnceLock::new(),
+            messages: OnceLock::new(),
         }
     }
 
-    #[cfg(test)]
-    pub fn with_json(device: &str, sensor: Option<u8>, json: &'static str) -> Self {
-        Self {
-            device: device.into(),
-            sensor,
-            what: What::Json,
-            json: OnceLock::from(Utf8Bytes::from_static(json)),
-        }
+    /// Whether this event carries readings (which subscriptions filter) rather than status.
+    pub fn is_readings(&self) -> bool {
+        matches!(self.what, What::Readings { .. })
     }
 
     /// The event as sent to clients.
-    pub fn json(&self) -> &Utf8Bytes {
-        self.json.get_or_init(|| {
-            let text = match &self.what {
-                What::Readings {
-                    seq,
-                    time_source,
-                    points,
-                } => serde_json::to_string(&Readings::new(
-                    &self.device,
-                    self.sensor.unwrap_or_default(),
-                    *seq,
-                    *time_source,
-                    points,
-                )),
-                What::Status {
-                    online,
-                    firmware,
-                    ts_ms,
-                } => serde_json::to_string(&DeviceStatus {
+    pub fn messages(&self) -> &[LiveMessage] {
+        self.messages.get_or_init(|| match &self.what {
+            What::Readings {
+                seq,
+                time_source,
+                points,
+            } => sensors(points)
+                .map(|sensor| LiveMessage {
+                    sensor: Some(sensor),
+                    json: to_json(&Readings::new(
+                        &self.device,
+                        sensor,
+                        *seq,
+                        *time_source,
+                        points,
+                    )),
+                })
+                .collect(),
+            What::Status {
+                online,
+                firmware,
+                ts_ms,
+            } => Box::new([LiveMessage {
+                sensor: None,
+                json: to_json(&DeviceStatus {
                     kind: "device",
                     device: &self.device,
                     online: *online,
                     firmware: firmware.as_deref(),
                     ts_ms: *ts_ms,
                 }),
-                #[cfg(test)]
-                What::Json => Ok(String::new()),
-            };
-            Utf8Bytes::from(text.unwrap_or_default())
+            }]),
         })
     }
+}
+
+/// The sensors among `points`, each once, in ascending order.
+fn sensors(points: &[Point]) -> impl Iterator<Item = u8> {
+    let mut seen = [0u64; 4];
+    for p in points {
+        seen[usize::from(p.sensor / 64)] |= 1 << (p.sensor % 64);
+    }
+    (0..=u8::MAX).filter(move |&s| seen[usize::from(s / 64)] & (1 << (s % 64)) != 0)
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Utf8Bytes {
+    Utf8Bytes::from(serde_json::to_string(value).unwrap_or_default())
 }
 
 /// The sending side, cloned into every device session, and the thread clients run on.
@@ -149,7 +162,7 @@ pub struct LiveFanout {
 }
 
 impl LiveFanout {
-    /// `capacity` events are kept for the slowest client (see `Config::live_buffer`).
+    /// `capacity` events (batches) are kept for the slowest client (see `Config::live_buffer`).
     pub fn new(capacity: usize) -> std::io::Result<Self> {
         let (tx, _) = broadcast::channel(capacity.max(16));
         Ok(Self {
@@ -178,5 +191,58 @@ impl LiveFanout {
     /// Clients connected right now.
     pub fn clients(&self) -> usize {
         self.tx.receiver_count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn point(sensor: u8, ts_ms: i64, value: f32) -> Point {
+        Point {
+            sensor,
+            ts_ms,
+            value,
+        }
+    }
+
+    #[test]
+    fn a_batch_is_one_message_per_sensor_in_sensor_order() {
+        let points: Arc<[Point]> = vec![
+            point(3, 1_000, 1.5),
+            point(0, 1_000, 20.25),
+            point(3, 2_000, 2.5),
+            point(200, 1_000, -1.0),
+        ]
+        .into();
+        let event = LiveEvent::readings("kitchen".into(), 7, TimeSource::Sntp, points);
+        assert!(event.is_readings());
+        let messages = event.messages();
+        let sensors: Vec<_> = messages.iter().map(|m| m.sensor).collect();
+        assert_eq!(sensors, [Some(0), Some(3), Some(200)]);
+        let second: serde_json::Value = serde_json::from_str(messages[1].json.as_str()).unwrap();
+        assert_eq!(
+            second,
+            serde_json::json!({"type": "readings", "device": "kitchen", "sensor": 3, "seq": 7,
+                "time_source": "sntp", "points": [[1000, 1.5], [2000, 2.5]]})
+        );
+        // Written once: the same bytes on every call.
+        assert!(std::ptr::eq(event.messages(), messages));
+    }
+
+    #[test]
+    fn status_is_one_message_without_a_sensor() {
+        let event = LiveEvent::status("kitchen".into(), true, Some("1.2.0"), 42);
+        assert!(!event.is_readings());
+        let [message] = event.messages() else {
+            panic!("one message")
+        };
+        assert_eq!(message.sensor, None);
+        let v: serde_json::Value = serde_json::from_str(message.json.as_str()).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"type": "device", "device": "kitchen", "online": true,
+                "firmware": "1.2.0", "ts_ms": 42})
+        );
     }
 }

@@ -77,7 +77,7 @@ impl LiveRuntime {
 
 /// Nice 19 for the calling thread (Linux: priorities are per thread).
 #[cfg(target_os = "linux")]
-fn lowest_priority() {
+pub fn lowest_priority() {
     // SAFETY: gettid has no preconditions; setpriority only reads its arguments.
     let rc = unsafe {
         let tid = libc::gettid();
@@ -92,7 +92,7 @@ fn lowest_priority() {
 }
 
 #[cfg(not(target_os = "linux"))]
-fn lowest_priority() {}
+pub fn lowest_priority() {}
 
 #[cfg(test)]
 mod tests {

@@ -179,8 +179,8 @@ pub struct IncomingBatch {
     /// Readings this boot has dropped so far, as the device reports it (cumulative).
     pub dropped: u32,
     /// Absolute Unix-ms timestamps, at most `MAX_BATCH_SPAN_MS` apart, none after
-    /// `received_ms + MAX_FUTURE_SKEW_MS`.
-    pub points: Vec<Point>,
+    /// `received_ms + MAX_FUTURE_SKEW_MS`. Shared with the live view's event of the batch.
+    pub points: Arc<[Point]>,
     /// The hub's clock when the batch arrived.
     pub received_ms: i64,
 }

@@ -50,7 +50,7 @@ fn build(dir: &Path) -> anyhow::Result<(PathBuf, i64, i64)> {
                         seq,
                         time_source: TimeSource::Sntp,
                         dropped: 0,
-                        points,
+                        points: points.into(),
                         received_ms: t + PER_BATCH * 1000,
                     })
                     .await?,

@@ -20,6 +20,10 @@ pub struct HubFigures {
     pub hwm_mib: f64,
     pub written_per_reading: f64,
     pub load: serde_json::Value,
+    /// Events the live clients received inside the window, all together, and the events
+    /// their `lagged` notices said they missed.
+    pub live_received: u64,
+    pub live_missed: u64,
 }
 
 /// The real hub process under the load generator.
@@ -41,6 +45,7 @@ pub fn hub_run(
             port,
             &session,
             live_clients,
+            crate::latency::ClientMode::Counting,
         )?)
     } else {
         None
@@ -50,11 +55,17 @@ pub fn hub_run(
     run.wait_for("LOAD_MEASURE_START", connect_wait)?;
     let t0 = procs::unix_s_f64();
     let before = procs::sample(hub.pid())?;
+    if let Some(live) = &live {
+        live.measure(true);
+    }
     run.wait_for(
         "LOAD_MEASURE_END",
         Duration::from_secs(load.duration_s + 60),
     )?;
     let after = procs::sample(hub.pid())?;
+    if let Some(live) = &live {
+        live.measure(false);
+    }
     let t1 = procs::unix_s_f64();
     let result = run.result()?;
     // The last window's batches commit within one interval.
@@ -65,7 +76,7 @@ pub fn hub_run(
         .at
         .zip(before.at)
         .map_or(1.0, |(a, b)| (a - b).as_secs_f64());
-    let figures = figures(
+    let mut figures = figures(
         persisted,
         (to_s - from_s) as f64,
         &before,
@@ -74,6 +85,8 @@ pub fn hub_run(
         result,
     );
     if let Some(live) = live {
+        figures.live_received = live.received.load(Ordering::SeqCst);
+        figures.live_missed = live.lagged.load(Ordering::SeqCst);
         live.stop();
     }
     hub.stop(Duration::from_secs(30))?;
@@ -97,6 +110,8 @@ fn figures(
         written_per_reading: (after.write_bytes - before.write_bytes) as f64
             / (readings_per_s * span_s).max(1.0),
         load,
+        live_received: 0,
+        live_missed: 0,
     }
 }
 

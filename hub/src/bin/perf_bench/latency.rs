@@ -13,33 +13,56 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 
 use crate::procs::{self, Bins, Load, Session};
 
-/// `/ws/live` clients subscribed to everything (a new connection's default), each on the
-/// bench's own runtime thread, timing every readings event against the newest point in it.
+/// `/ws/live` clients subscribed to everything (a new connection's default), all on one
+/// thread of the bench's own.
 pub struct LiveClients {
     measuring: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
     latencies_ms: Arc<Mutex<Vec<f64>>>,
     pub connected: Arc<AtomicU64>,
     pub lagged: Arc<AtomicU64>,
+    /// Events received while measuring, every client together.
+    pub received: Arc<AtomicU64>,
     thread: std::thread::JoinHandle<()>,
 }
 
+/// What the bench's live clients do with each event.
+#[derive(Clone, Copy, PartialEq)]
+pub enum ClientMode {
+    /// Parse it and time it against the newest point in it (the latency figure).
+    Timing,
+    /// Count it, at the lowest CPU priority: they stand in for browsers, which run on other
+    /// machines, so beside an ingest figure they take only CPU the hub leaves idle. Only
+    /// `lagged` notices are parsed.
+    Counting,
+}
+
 impl LiveClients {
-    pub fn start(port: u16, session: &Session, n: usize) -> anyhow::Result<LiveClients> {
+    pub fn start(
+        port: u16,
+        session: &Session,
+        n: usize,
+        mode: ClientMode,
+    ) -> anyhow::Result<LiveClients> {
         let measuring = Arc::new(AtomicBool::new(false));
         let stop = Arc::new(AtomicBool::new(false));
         let latencies_ms = Arc::new(Mutex::new(Vec::new()));
         let connected = Arc::new(AtomicU64::new(0));
         let lagged = Arc::new(AtomicU64::new(0));
+        let received = Arc::new(AtomicU64::new(0));
         let headers = session.headers();
-        let (m, s, l, c, g) = (
+        let (m, s, l, c, g, r) = (
             measuring.clone(),
             stop.clone(),
             latencies_ms.clone(),
             connected.clone(),
             lagged.clone(),
+            received.clone(),
         );
         let thread = std::thread::spawn(move || {
+            if mode == ClientMode::Counting {
+                hub::live::runtime::lowest_priority();
+            }
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -47,12 +70,13 @@ impl LiveClients {
             rt.block_on(async move {
                 let tasks: Vec<_> = (0..n)
                     .map(|_| {
-                        let (m, s, l, c, g, headers) = (
+                        let (m, s, l, c, g, r, headers) = (
                             m.clone(),
                             s.clone(),
                             l.clone(),
                             c.clone(),
                             g.clone(),
+                            r.clone(),
                             headers.clone(),
                         );
                         tokio::spawn(async move {
@@ -83,12 +107,23 @@ impl LiveClients {
                                     }
                                     continue;
                                 };
+                                if m.load(Ordering::Relaxed) {
+                                    r.fetch_add(1, Ordering::Relaxed);
+                                }
+                                if mode == ClientMode::Counting
+                                    && !t.as_str().starts_with(r#"{"type":"lagged""#)
+                                {
+                                    continue;
+                                }
                                 let now_ms = procs::unix_s_f64() * 1000.0;
                                 let Ok(v) = serde_json::from_str::<serde_json::Value>(&t) else {
                                     continue;
                                 };
                                 match v["type"].as_str() {
-                                    Some("readings") if m.load(Ordering::Relaxed) => {
+                                    Some("readings")
+                                        if mode == ClientMode::Timing
+                                            && m.load(Ordering::Relaxed) =>
+                                    {
                                         let newest = v["points"]
                                             .as_array()
                                             .into_iter()
@@ -97,7 +132,7 @@ impl LiveClients {
                                             .fold(f64::MIN, f64::max);
                                         local.push(now_ms - newest);
                                     }
-                                    Some("lagged") => {
+                                    Some("lagged") if m.load(Ordering::Relaxed) => {
                                         g.fetch_add(
                                             v["missed"].as_u64().unwrap_or(0),
                                             Ordering::Relaxed,
@@ -123,6 +158,7 @@ impl LiveClients {
             latencies_ms,
             connected,
             lagged,
+            received,
             thread,
         })
     }
@@ -198,7 +234,7 @@ pub fn live(
     let port = procs::free_port()?;
     let hub = procs::start_hub(bins, &db, port, 1000, &dir.join("hub-live.log"))?;
     let session = procs::login(port, has_user)?;
-    let live = LiveClients::start(port, &session, clients)?;
+    let live = LiveClients::start(port, &session, clients, ClientMode::Timing)?;
     let load = Load {
         devices,
         rate: 10.0,
@@ -251,14 +287,17 @@ pub fn ingest_with_live(
     };
     let without = crate::ingest::hub_run(bins, dir, &load, 1000, 0)?;
     let with = crate::ingest::hub_run(bins, dir, &load, 1000, clients)?;
+    let window = with.load["window_s"].as_f64().unwrap_or(1.0).max(1.0);
     println!(
         "ingest at {devices} devices: {:.0} readings/s without live clients, {:.0}/s with {clients}: {:.1} % (target >= 95 %); \
-         hub CPU {:.2} vs {:.2} cores [load {}]",
+         hub CPU {:.2} vs {:.2} cores; each live client (nice 19, counting) received {:.0} events/s and was told of {:.0}/s missed [load {}]",
         without.readings_per_s,
         with.readings_per_s,
         100.0 * with.readings_per_s / without.readings_per_s.max(1.0),
         without.cpu_per_s,
         with.cpu_per_s,
+        with.live_received as f64 / clients.max(1) as f64 / window,
+        with.live_missed as f64 / clients.max(1) as f64 / window,
         procs::load_average()
     );
     Ok(())

@@ -68,7 +68,7 @@ fn batch(
         seq,
         time_source: TimeSource::Sntp,
         dropped: 0,
-        points,
+        points: points.into(),
         received_ms,
     }
 }
