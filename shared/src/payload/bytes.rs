@@ -7,11 +7,16 @@ use super::PayloadError;
 
 /// Unsigned LEB128: 7 bits per byte, least significant group first, high bit = more.
 pub(super) fn write_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push(v as u8 | 0x80);
+    // Gathered first, then stored at once: one test of room, not one per byte.
+    let mut bytes = [0u8; 10];
+    let mut len = 0;
+    while v >= 0x80 && len < 9 {
+        bytes[len] = v as u8 | 0x80;
         v >>= 7;
+        len += 1;
     }
-    out.push(v as u8);
+    bytes[len] = v as u8;
+    out.extend_from_slice(&bytes[..=len]);
 }
 
 /// Bytes that [`write_varint`] takes for `v`.

@@ -46,13 +46,18 @@ pub fn encode(points: &[Point], out: &mut Vec<u8>) {
     let values = column::<u32>(&mut values_on_stack, &mut values_on_heap, n);
     let steps = column::<i64>(&mut steps_on_stack, &mut steps_on_heap, n);
     let mut runs = Runs::new();
-    super::order::sort_into(points, ts, values, &mut runs);
+    super::order::group_by_sensor(points, ts, values, &mut runs);
 
     let mut series: heapless::Vec<Series, 256> = heapless::Vec::new();
     let mut prev: Option<Run> = None;
     for &run in &runs {
-        let shares_timestamps =
-            prev.is_some_and(|prev| prev.len == run.len && ts[prev.range()] == ts[run.range()]);
+        let same_as_prev = |ts: &[i64]| prev.is_some_and(|p| ts[p.range()] == ts[run.range()]);
+        // A run with the timestamps of the one before, which is sorted, is sorted too.
+        let mut shares_timestamps = same_as_prev(ts);
+        if !shares_timestamps && !ts[run.range()].is_sorted() {
+            super::order::sort_by_time(&mut ts[run.range()], &mut values[run.range()]);
+            shares_timestamps = same_as_prev(ts);
+        }
         let values = super::price::cheapest(&values[run.range()], &mut steps[run.range()]);
         // One series per run, and at most 256 runs.
         let _ = series.push(Series {

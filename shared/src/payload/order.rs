@@ -6,8 +6,8 @@
 //! per sensor in them. A counting sort by sensor places each point once; it is stable, so each
 //! run then holds its sensor's points in the order they came. Devices send each sensor's
 //! readings in time order, interleaved with the other sensors' (sample 1 of every sensor, then
-//! sample 2, ...), so a run is usually already in time order; one that is not is sorted on its
-//! own, stably.
+//! sample 2, ...), so a run is usually already in time order; the encoder sorts one that is
+//! not on its own, stably ([`sort_by_time`]), when it looks at the run's timestamps anyway.
 
 use alloc::vec::Vec;
 
@@ -33,18 +33,18 @@ impl Run {
 pub(super) type Runs = heapless::Vec<Run, 256>;
 
 /// Fills `ts` and `values` (each as long as `points`) with the points' timestamps and value
-/// bits in the payload's order, and `runs` (empty) with each sensor's run, ascending.
-pub(super) fn sort_into(points: &[Point], ts: &mut [i64], values: &mut [u32], runs: &mut Runs) {
+/// bits grouped by sensor, ascending, each sensor's in the order they came, and `runs` (empty)
+/// with each sensor's run. A run whose timestamps go back still needs [`sort_by_time`].
+pub(super) fn group_by_sensor(
+    points: &[Point],
+    ts: &mut [i64],
+    values: &mut [u32],
+    runs: &mut Runs,
+) {
     debug_assert!(points.len() == ts.len() && points.len() == values.len() && runs.is_empty());
     // Small tables for the usual few sensors; tables for every sensor only when needed.
     if !place_by_sensor::<MAX_SENSORS>(points, ts, values, runs) {
         place_by_sensor::<256>(points, ts, values, runs);
-    }
-    for run in runs.iter() {
-        let ts = &mut ts[run.range()];
-        if !ts.is_sorted() {
-            sort_by_time(ts, &mut values[run.range()]);
-        }
     }
 }
 
@@ -98,8 +98,8 @@ fn place_by_sensor<const SLOTS: usize>(
     true
 }
 
-/// Sorts one run by timestamp, stably. Only reordered batches get here.
-fn sort_by_time(ts: &mut [i64], values: &mut [u32]) {
+/// Sorts one run by timestamp, stably. Only reordered batches need it.
+pub(super) fn sort_by_time(ts: &mut [i64], values: &mut [u32]) {
     // (timestamp, arrival, value): the arrival breaks ties, so the unstable sort is stable and
     // needs no buffer. Only an oversized batch (a caller bug) takes the heap.
     let mut on_stack: heapless::Vec<(i64, u32, u32), MAX_READINGS_PER_BATCH> = heapless::Vec::new();
@@ -146,7 +146,12 @@ mod tests {
     fn sorted(points: &[Point]) -> Sorted {
         let (mut ts, mut values) = (alloc::vec![0; points.len()], alloc::vec![0; points.len()]);
         let mut runs = Runs::new();
-        sort_into(points, &mut ts, &mut values, &mut runs);
+        group_by_sensor(points, &mut ts, &mut values, &mut runs);
+        for run in &runs {
+            if !ts[run.range()].is_sorted() {
+                sort_by_time(&mut ts[run.range()], &mut values[run.range()]);
+            }
+        }
         let runs = runs.iter().map(|r| (r.sensor, r.start, r.len)).collect();
         (ts.into_iter().zip(values).collect(), runs)
     }

@@ -17,7 +17,11 @@ use super::values::{Decimal, MAX_RICE_K, RICE_ESCAPE, ValueCodec, XorCode, XorWi
 /// is decimal.
 pub(super) fn cheapest(values: &[u32], steps: &mut [i64]) -> ValueCodec {
     // The coarsest step that gives every value back; finer ones only make bigger numbers.
-    let step = (0..4).map(|decimals| Decimal {
+    // Steps coarser than the first value allows are not tried.
+    let fewest = values
+        .first()
+        .map_or(0, |&first| Decimal::fewest_decimals(f32::from_bits(first)));
+    let step = (fewest..4).map(|decimals| Decimal {
         decimals,
         delta_of_delta: false,
         rice_k: 0,
@@ -25,7 +29,7 @@ pub(super) fn cheapest(values: &[u32], steps: &mut [i64]) -> ValueCodec {
     let Some(step) = step.into_iter().find(|step| step.all_steps(values, steps)) else {
         return ValueCodec::Xor;
     };
-    let (bits, decimal) = DecimalPrices::of(steps).cheapest(step);
+    let (bits, decimal) = cheapest_decimal(steps, step);
     // Lower bounds of the XOR codec's bits first, cheapest first: 32 bits for the first value,
     // then 1 for a repeat and at least 3 for a change.
     let repeats_only = 32 + values.len() as u64 - 1;
@@ -57,53 +61,90 @@ fn xor_bits(values: &[u32]) -> u64 {
     bits
 }
 
-/// What the decimal codecs of one step size cost a series, but for its first value's bits.
-struct DecimalPrices {
-    /// Bits per Rice parameter: codes of deltas, then of delta-of-deltas.
-    deltas: [u64; LANES],
-    delta_of_deltas: [u64; LANES],
-    /// Bits of the first value's step count, in the header.
-    first: u64,
+/// The cheapest of the 16 codecs of `step`'s decimals for the step counts `steps` (at least
+/// one), the first among equals, and its bits, header included.
+fn cheapest_decimal(steps: &[i64], step: Decimal) -> (u64, Decimal) {
+    let (&first, rest) = steps.split_first().unwrap_or((&0, &[]));
+    let (bits, index) = if rest.len() <= LANE_CODES {
+        let (deltas, delta_of_deltas) = lane_prices(first, rest);
+        first_least_lane([
+            deltas as u64,
+            (deltas >> 64) as u64,
+            delta_of_deltas as u64,
+            (delta_of_deltas >> 64) as u64,
+        ])
+    } else {
+        long_series_cheapest(first, rest)
+    };
+    let decimal = Decimal {
+        delta_of_delta: index >= LANES as u32,
+        rice_k: index % LANES as u32,
+        ..step
+    };
+    (8 * u64::from(varint_len(zigzag(first))) + bits, decimal)
 }
 
-impl DecimalPrices {
-    /// The prices of a series of step counts `steps` (at least one).
-    fn of(steps: &[i64]) -> Self {
-        let (&first, rest) = steps.split_first().unwrap_or((&0, &[]));
-        let mut prices = Self {
-            deltas: [0; LANES],
-            delta_of_deltas: [0; LANES],
-            first: 8 * u64::from(varint_len(zigzag(first))),
-        };
-        let (mut prev, mut prev_delta) = (first, 0i64);
-        for chunk in rest.chunks(LANE_CODES) {
-            let (mut deltas, mut delta_of_deltas) = (0u128, 0u128);
-            for &steps in chunk {
-                let delta = steps.wrapping_sub(prev);
-                deltas += lanes_of(zigzag(delta));
-                delta_of_deltas += lanes_of(zigzag(delta.wrapping_sub(prev_delta)));
-                (prev, prev_delta) = (steps, delta);
-            }
-            add_lanes(&mut prices.deltas, deltas);
-            add_lanes(&mut prices.delta_of_deltas, delta_of_deltas);
-        }
-        prices
+/// The bits of the codes of deltas and of delta-of-deltas of the step counts `first`, `rest`
+/// under each Rice parameter, as lanes (at most [`LANE_CODES`] codes).
+fn lane_prices(first: i64, rest: &[i64]) -> (u128, u128) {
+    let (mut prev, mut prev_delta) = (first, 0i64);
+    let (mut deltas, mut delta_of_deltas) = (0u128, 0u128);
+    for &steps in rest {
+        let delta = steps.wrapping_sub(prev);
+        deltas += lanes_of(zigzag(delta));
+        delta_of_deltas += lanes_of(zigzag(delta.wrapping_sub(prev_delta)));
+        (prev, prev_delta) = (steps, delta);
     }
+    (deltas, delta_of_deltas)
+}
 
-    /// The cheapest of the 16 codecs of `step`'s decimals, the first among equals, and its
-    /// bits, header included.
-    fn cheapest(&self, step: Decimal) -> (u64, Decimal) {
-        // Bits above, position among the 16 below: the smallest key is the first cheapest.
-        let all = self.deltas.iter().chain(&self.delta_of_deltas);
-        let key = (0..).zip(all).map(|(i, &bits)| (bits << 4) | i).min();
-        let key = key.unwrap_or_default();
-        let decimal = Decimal {
-            delta_of_delta: key & 8 != 0,
-            rice_k: (key & 7) as u32,
-            ..step
-        };
-        (self.first + (key >> 4), decimal)
+/// The least of the 16-bit lanes of `words` (each below 2^15), and the index of the first lane
+/// that holds it, lane 0 of `words[0]` first: a few operations on whole words, not 16
+/// comparisons.
+fn first_least_lane(words: [u64; 4]) -> (u64, u32) {
+    const HIGH: u64 = 0x8000_8000_8000_8000;
+    const LOW: u64 = 0x7fff_7fff_7fff_7fff;
+    // Lane by lane: `(a | HIGH) - b` keeps a lane's high bit where a >= b, and borrows
+    // nothing from the next lane; that bit widened to the lane picks b.
+    let least = |a: u64, b: u64| {
+        let ge = ((a | HIGH) - b) & HIGH;
+        let pick_b = (ge - (ge >> 15)) | ge;
+        a ^ ((a ^ b) & pick_b)
+    };
+    let m = least(least(words[0], words[1]), least(words[2], words[3]));
+    let m = least(m, m >> 32);
+    let m = least(m, m >> 16) & 0xffff;
+    let everywhere = m * 0x0001_0001_0001_0001;
+    for (i, word) in (0..).zip(words) {
+        let x = word ^ everywhere;
+        // The high bit of each lane of `x` that is zero.
+        let zero = !(((x & LOW) + LOW) | x) & HIGH;
+        if zero != 0 {
+            return (m, 4 * i + zero.trailing_zeros() / 16);
+        }
     }
+    debug_assert!(false, "the least lane is one of the lanes");
+    (m, 0)
+}
+
+/// [`cheapest_decimal`]'s bits and index for a series too long for [`lane_prices`], which only
+/// a batch over the limit has: code by code.
+fn long_series_cheapest(first: i64, rest: &[i64]) -> (u64, u32) {
+    let mut totals = [0u64; 2 * LANES];
+    let (mut prev, mut prev_delta) = (first, 0i64);
+    for &steps in rest {
+        let delta = steps.wrapping_sub(prev);
+        let delta_of_delta = zigzag(delta.wrapping_sub(prev_delta));
+        for k in 0..LANES {
+            totals[k] += rice_bits(zigzag(delta), k as u32);
+            totals[LANES + k] += rice_bits(delta_of_delta, k as u32);
+        }
+        (prev, prev_delta) = (steps, delta);
+    }
+    // Bits above, index below: the smallest key is the first cheapest.
+    let key = (0..).zip(totals).map(|(i, bits)| (bits << 5) | i).min();
+    let key = key.unwrap_or_default();
+    (key >> 5, (key & 31) as u32)
 }
 
 /// Bits of the Rice code of `z` with parameter `k` (what `values::write_rice` writes).
@@ -167,16 +208,11 @@ fn lanes_of(z: u64) -> u128 {
     }
 }
 
-/// Codes whose prices a `u128` of 16-bit lanes sums without overflow: a code costs at most
-/// 8 + 6 + 64 bits.
-const LANE_CODES: usize = u16::MAX as usize / 78;
-
-/// Adds each lane of `lanes` to its total.
-fn add_lanes(totals: &mut [u64; LANES], lanes: u128) {
-    for (k, total) in totals.iter_mut().enumerate() {
-        *total += u64::from((lanes >> (16 * k)) as u16);
-    }
-}
+/// Codes whose prices a `u128` of 16-bit lanes sums to below 2^15, as [`first_least_lane`]
+/// needs: a code costs at most 8 + 6 + 64 bits. A series of a batch within the limit has
+/// fewer.
+const LANE_CODES: usize = 0x7fff / 78;
+const _: () = assert!(LANE_CODES >= crate::limits::MAX_READINGS_PER_BATCH);
 
 #[cfg(test)]
 mod tests {
@@ -197,9 +233,55 @@ mod tests {
     }
 
     #[test]
-    fn lanes_hold_a_chunk_of_the_dearest_codes() {
-        let mut totals = [1; LANES];
-        add_lanes(&mut totals, lanes_of(u64::MAX) * LANE_CODES as u128);
-        assert_eq!(totals, [1 + 78 * LANE_CODES as u64; LANES]);
+    fn lanes_hold_the_dearest_codes_of_a_series_below_2_to_15() {
+        let (deltas, _) = lane_prices(0, &[i64::MIN, 0].repeat(LANE_CODES / 2));
+        for k in 0..LANES {
+            assert!(((deltas >> (16 * k)) as u16) < 0x8000);
+        }
+        assert_eq!(
+            deltas as u16,
+            rice_bits(u64::MAX, 0) as u16 * LANE_CODES as u16
+        );
+    }
+
+    #[test]
+    fn the_least_lane_and_the_first_that_holds_it_are_those_of_a_plain_search() {
+        let mut x = 0x2545_f491_4f6c_dd1d_u64;
+        for round in 0..100_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            // Few distinct values, so that ties are common; and any below 2^15.
+            let spread = if round % 2 == 0 { 0x7fff } else { 3 };
+            let lanes: [u64; 16] =
+                core::array::from_fn(|i| (x.rotate_left(4 * i as u32) & 0xffff) % (spread + 1));
+            let words: [u64; 4] =
+                core::array::from_fn(|w| (0..4).map(|l| lanes[4 * w + l] << (16 * l)).sum());
+            let least = *lanes.iter().min().unwrap();
+            let first = lanes.iter().position(|&l| l == least).unwrap() as u32;
+            assert_eq!(first_least_lane(words), (least, first), "{lanes:?}");
+        }
+    }
+
+    #[test]
+    fn long_series_are_priced_as_short_ones() {
+        let mut steps: alloc::vec::Vec<i64> =
+            (0..LANE_CODES as i64).map(|i| (i * i) % 37 - 18).collect();
+        steps.extend([1 << 40, -5, i64::MAX, i64::MIN, 3]);
+        for len in [1, 2, 9, 300, LANE_CODES + 1] {
+            let (first, rest) = steps[..len].split_first().unwrap();
+            let (deltas, delta_of_deltas) = lane_prices(*first, rest);
+            let words = [
+                deltas as u64,
+                (deltas >> 64) as u64,
+                delta_of_deltas as u64,
+                (delta_of_deltas >> 64) as u64,
+            ];
+            assert_eq!(
+                long_series_cheapest(*first, rest),
+                first_least_lane(words),
+                "{len}"
+            );
+        }
     }
 }

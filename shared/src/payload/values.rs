@@ -118,6 +118,38 @@ impl Decimal {
         (self.value(steps).to_bits() == value.to_bits()).then_some(steps)
     }
 
+    /// The fewest decimals at which `value` can have a step count: at fewer it has none. Found
+    /// from its step count at 3 decimals when that is certain, else 0.
+    ///
+    /// A count `c` at `d` decimals makes `c * 10^(3 - d)` one at 3 (the same number, so the same
+    /// `f64` quotient), and below [`FAST_LIMIT_BITS`] a value has at most one count at 3
+    /// decimals (its `f32`s are less than 0.001 apart), so the count at 3 ends in as many zeros
+    /// as decimals `value` does without.
+    pub(super) fn fewest_decimals(value: f32) -> u8 {
+        let thousandths = Decimal {
+            decimals: 3,
+            delta_of_delta: false,
+            rice_k: 0,
+        };
+        let bits = value.to_bits();
+        if bits & 0x7fff_ffff >= FAST_LIMIT_BITS[3] {
+            return 0;
+        }
+        let scaled = thousandths.scaled(value);
+        let steps = nearest(scaled);
+        let (close, _) = thousandths.certain_bounds(value);
+        if (steps as f64 - scaled).abs() >= close {
+            return 0;
+        }
+        let steps = steps.unsigned_abs();
+        match () {
+            _ if !steps.is_multiple_of(10) => 3,
+            _ if !steps.is_multiple_of(100) => 2,
+            _ if !steps.is_multiple_of(1000) => 1,
+            _ => 0,
+        }
+    }
+
     /// [`Decimal::steps`] of each of `values` (`f32` bits) into `steps` (as long); false, and
     /// `steps` unspecified, as soon as a value has none.
     ///
@@ -261,19 +293,53 @@ pub(super) fn write_codes(
     let Some((&first, rest)) = steps.split_first() else {
         return;
     };
+    let k = d.rice_k & MAX_RICE_K;
+    let small = &SMALL_RICE_CODES[k as usize];
     let (mut prev, mut prev_delta) = (first, 0i64);
     // Two loops, so that neither asks which code it writes.
     if d.delta_of_delta {
         for &steps in rest {
             let delta = steps.wrapping_sub(prev);
-            write_rice(bits, zigzag(delta.wrapping_sub(prev_delta)), d.rice_k);
+            write_rice(bits, small, zigzag(delta.wrapping_sub(prev_delta)), k);
             (prev, prev_delta) = (steps, delta);
         }
     } else {
         for &steps in rest {
-            write_rice(bits, zigzag(steps.wrapping_sub(prev)), d.rice_k);
+            write_rice(bits, small, zigzag(steps.wrapping_sub(prev)), k);
             prev = steps;
         }
+    }
+}
+
+/// The Rice codes of every `z` below 128 for each parameter: the code's bits, and its length in
+/// the top 8 bits (at most 8 + 6 + 7 bits, for the escape).
+const SMALL_RICE_CODES: [[u32; 128]; 8] = {
+    let mut table = [[0; 128]; 8];
+    let mut k = 0;
+    while k < 8 {
+        let mut z = 0;
+        while z < 128 {
+            let (code, len) = rice_code(z, k as u32);
+            table[k][z as usize] = (code as u32) | (len << 24);
+            z += 1;
+        }
+        k += 1;
+    }
+    table
+};
+
+/// The Rice code of `z` with parameter `k` and its length, for `z` below 2^50 (so that the
+/// code fits 64 bits).
+const fn rice_code(z: u64, k: u32) -> (u64, u32) {
+    let quotient = z >> k;
+    if quotient < RICE_ESCAPE as u64 {
+        let unary = ((1 << quotient) - 1) << 1;
+        ((unary << k) | (z & ((1 << k) - 1)), quotient as u32 + 1 + k)
+    } else {
+        let len = 64 - z.leading_zeros();
+        let escape = (1 << RICE_ESCAPE) - 1;
+        let header = (escape << 6) | (len - 1) as u64;
+        ((header << len) | z, RICE_ESCAPE + 6 + len)
     }
 }
 
@@ -330,17 +396,19 @@ pub(super) fn read_codes(
 
 /// Rice code of parameter `k`: the quotient `z >> k` in unary (that many 1-bits, then a
 /// 0-bit), then the `k` low bits of `z`; a quotient of [`RICE_ESCAPE`] or more as the escape.
+/// `small` is the row of [`SMALL_RICE_CODES`] for `k`.
 #[inline(always)]
-fn write_rice(bits: &mut BitWriter<'_>, z: u64, k: u32) {
-    let quotient = z >> k;
-    if quotient < u64::from(RICE_ESCAPE) {
-        // At most 7 + 1 + 7 bits: one write.
-        let unary = ((1 << quotient) - 1) << 1;
-        bits.short((unary << k) | (z & ((1 << k) - 1)), quotient as u32 + 1 + k);
+fn write_rice(bits: &mut BitWriter<'_>, small: &[u32; 128], z: u64, k: u32) {
+    if let Some(&code) = small.get(z as usize) {
+        bits.short(u64::from(code & 0xff_ffff), code >> 24);
+    } else if z >> k < u64::from(RICE_ESCAPE) {
+        // At most 7 + 1 + 7 bits.
+        let (code, len) = rice_code(z, k);
+        bits.short(code, len);
     } else {
         let len = 64 - z.leading_zeros();
         let escape = (1 << RICE_ESCAPE) - 1;
-        bits.bits((escape << 6) | u64::from(len - 1), RICE_ESCAPE + 6);
+        bits.short((escape << 6) | u64::from(len - 1), RICE_ESCAPE + 6);
         bits.bits(z, len);
     }
 }
@@ -593,6 +661,26 @@ mod tests {
     }
 
     #[test]
+    fn no_value_has_a_step_count_at_fewer_decimals_than_its_fewest() {
+        for v in edge_values() {
+            let fewest = Decimal::fewest_decimals(v);
+            for decimals in 0..fewest {
+                assert_eq!(
+                    steps_by_division(at(decimals), v),
+                    None,
+                    "{v:e} at {decimals}"
+                );
+            }
+            if fewest > 0 {
+                assert!(
+                    steps_by_division(at(fewest), v).is_some(),
+                    "{v:e} at {fewest}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn step_counts_of_a_series_by_the_shortcut_are_those_the_division_finds() {
         let values = edge_values();
         // First values that set the shortcut's binade: a step, a power of two, zero, an edge.
@@ -621,13 +709,15 @@ mod tests {
 
     #[test]
     fn rice_codes_read_back_for_every_parameter_and_magnitude() {
-        let zs = [0, 1, 7, 8, 100, 1 << 20, u64::MAX - 1, u64::MAX];
+        // Every `z` of the table of small codes and past it, and the widest escapes.
+        let mut zs: Vec<u64> = (0..1100).collect();
+        zs.extend([1 << 20, u64::MAX - 1, u64::MAX]);
         for k in 0..=MAX_RICE_K {
             let mut out = Vec::new();
             let mut w = BitWriter::new(&mut out);
             let mut price = 0;
             for &z in &zs {
-                write_rice(&mut w, z, k);
+                write_rice(&mut w, &SMALL_RICE_CODES[k as usize], z, k);
                 price += super::super::price::rice_bits(z, k);
             }
             w.finish();
@@ -645,8 +735,8 @@ mod tests {
         let mut out = Vec::new();
         let mut w = BitWriter::new(&mut out);
         // k = 2: 13 = 0b11_01 -> `1110` `01`; 40 -> quotient 10: `11111111` `000101` `101000`.
-        write_rice(&mut w, 13, 2);
-        write_rice(&mut w, 40, 2);
+        write_rice(&mut w, &SMALL_RICE_CODES[2], 13, 2);
+        write_rice(&mut w, &SMALL_RICE_CODES[2], 40, 2);
         w.finish();
         assert_eq!(out, [0b1110_0111, 0b1111_1100, 0b0101_1010, 0b0000_0000]);
     }
