@@ -3,14 +3,17 @@
 //! k = 0..=7. Payloads are stored for good, so this choice is part of the format: it must stay
 //! exactly this rule.
 //!
-//! A pass over the series finds the coarsest decimal step that gives every value back and its
-//! step counts ([`Decimal::all_steps`]); a second prices all 16 decimal codecs at once: a table
-//! gives a code's price under all eight Rice parameters as eight 16-bit lanes of a `u128`, so
-//! a value costs two table loads and two additions. XOR is priced only when a decimal codec
-//! might lose to it, after cheaper lower bounds: a repeat takes 1 XOR bit, a change at least 3.
+//! One pass over the series finds the step counts of the coarsest decimal step that gives
+//! every value back ([`StepCounter`]) and prices all 16 decimal codecs at once: a table gives a
+//! code's price under all eight Rice parameters as eight 16-bit lanes of a `u128`, so a value
+//! costs two table loads and two additions, and a few word-wide operations find the cheapest.
+//! XOR is priced only when a decimal codec might lose to it, after cheaper lower bounds: a
+//! repeat takes 1 XOR bit, a change at least 3.
 
 use super::bytes::{varint_len, zigzag};
-use super::values::{Decimal, MAX_RICE_K, RICE_ESCAPE, ValueCodec, XorCode, XorWindow};
+use super::values::{
+    Decimal, MAX_RICE_K, RICE_ESCAPE, StepCounter, ValueCodec, XorCode, XorWindow,
+};
 
 /// The cheapest codec for a series whose values have the `f32` bits `values` (at least one).
 /// `steps` (as long as `values`) is left holding the step counts of the values if the codec
@@ -26,10 +29,12 @@ pub(super) fn cheapest(values: &[u32], steps: &mut [i64]) -> ValueCodec {
         delta_of_delta: false,
         rice_k: 0,
     });
-    let Some(step) = step.into_iter().find(|step| step.all_steps(values, steps)) else {
+    let Some((bits, decimal)) = step
+        .into_iter()
+        .find_map(|step| decimal_price(values, steps, step))
+    else {
         return ValueCodec::Xor;
     };
-    let (bits, decimal) = cheapest_decimal(steps, step);
     // Lower bounds of the XOR codec's bits first, cheapest first: 32 bits for the first value,
     // then 1 for a repeat and at least 3 for a change.
     let repeats_only = 32 + values.len() as u64 - 1;
@@ -61,12 +66,28 @@ fn xor_bits(values: &[u32]) -> u64 {
     bits
 }
 
-/// The cheapest of the 16 codecs of `step`'s decimals for the step counts `steps` (at least
-/// one), the first among equals, and its bits, header included.
-fn cheapest_decimal(steps: &[i64], step: Decimal) -> (u64, Decimal) {
-    let (&first, rest) = steps.split_first().unwrap_or((&0, &[]));
-    let (bits, index) = if rest.len() <= LANE_CODES {
-        let (deltas, delta_of_deltas) = lane_prices(first, rest);
+/// If every one of `values` (at least one) is a whole number of `step`s, the cheapest of the 16
+/// codecs of `step`'s decimals, the first among equals, and its bits, header included; `steps`
+/// (as long as `values`) is left holding the step counts. One pass finds the step counts and
+/// prices them.
+fn decimal_price(values: &[u32], steps: &mut [i64], step: Decimal) -> Option<(u64, Decimal)> {
+    let ((&first_bits, values), (first, steps)) = (values.split_first()?, steps.split_first_mut()?);
+    let counter = StepCounter::new(step, first_bits);
+    *first = counter.steps(first_bits)?;
+    let (mut prev, mut prev_delta) = (*first, 0i64);
+    // Each code's bits under every Rice parameter, as lanes: deltas, then delta-of-deltas.
+    let (mut deltas, mut delta_of_deltas) = (0u128, 0u128);
+    for (&bits, slot) in values.iter().zip(steps.iter_mut()) {
+        let steps = counter.steps(bits)?;
+        *slot = steps;
+        let delta = steps.wrapping_sub(prev);
+        // Wrapping: past [`LANE_CODES`] the lanes are not used.
+        deltas = deltas.wrapping_add(lanes_of(zigzag(delta)));
+        delta_of_deltas =
+            delta_of_deltas.wrapping_add(lanes_of(zigzag(delta.wrapping_sub(prev_delta))));
+        (prev, prev_delta) = (steps, delta);
+    }
+    let (bits, index) = if steps.len() <= LANE_CODES {
         first_least_lane([
             deltas as u64,
             (deltas >> 64) as u64,
@@ -74,28 +95,14 @@ fn cheapest_decimal(steps: &[i64], step: Decimal) -> (u64, Decimal) {
             (delta_of_deltas >> 64) as u64,
         ])
     } else {
-        long_series_cheapest(first, rest)
+        long_series_cheapest(*first, steps)
     };
     let decimal = Decimal {
         delta_of_delta: index >= LANES as u32,
         rice_k: index % LANES as u32,
         ..step
     };
-    (8 * u64::from(varint_len(zigzag(first))) + bits, decimal)
-}
-
-/// The bits of the codes of deltas and of delta-of-deltas of the step counts `first`, `rest`
-/// under each Rice parameter, as lanes (at most [`LANE_CODES`] codes).
-fn lane_prices(first: i64, rest: &[i64]) -> (u128, u128) {
-    let (mut prev, mut prev_delta) = (first, 0i64);
-    let (mut deltas, mut delta_of_deltas) = (0u128, 0u128);
-    for &steps in rest {
-        let delta = steps.wrapping_sub(prev);
-        deltas += lanes_of(zigzag(delta));
-        delta_of_deltas += lanes_of(zigzag(delta.wrapping_sub(prev_delta)));
-        (prev, prev_delta) = (steps, delta);
-    }
-    (deltas, delta_of_deltas)
+    Some((8 * u64::from(varint_len(zigzag(*first))) + bits, decimal))
 }
 
 /// The least of the 16-bit lanes of `words` (each below 2^15), and the index of the first lane
@@ -127,7 +134,7 @@ fn first_least_lane(words: [u64; 4]) -> (u64, u32) {
     (m, 0)
 }
 
-/// [`cheapest_decimal`]'s bits and index for a series too long for [`lane_prices`], which only
+/// [`decimal_price`]'s bits and index for a series too long for its lanes, which only
 /// a batch over the limit has: code by code.
 fn long_series_cheapest(first: i64, rest: &[i64]) -> (u64, u32) {
     let mut totals = [0u64; 2 * LANES];
@@ -232,6 +239,19 @@ mod tests {
         }
     }
 
+    /// The lanes [`decimal_price`] sums: deltas, then delta-of-deltas.
+    fn lane_prices(first: i64, rest: &[i64]) -> (u128, u128) {
+        let (mut prev, mut prev_delta) = (first, 0i64);
+        let (mut deltas, mut delta_of_deltas) = (0u128, 0u128);
+        for &steps in rest {
+            let delta = steps.wrapping_sub(prev);
+            deltas += lanes_of(zigzag(delta));
+            delta_of_deltas += lanes_of(zigzag(delta.wrapping_sub(prev_delta)));
+            (prev, prev_delta) = (steps, delta);
+        }
+        (deltas, delta_of_deltas)
+    }
+
     #[test]
     fn lanes_hold_the_dearest_codes_of_a_series_below_2_to_15() {
         let (deltas, _) = lane_prices(0, &[i64::MIN, 0].repeat(LANE_CODES / 2));
@@ -283,5 +303,34 @@ mod tests {
                 "{len}"
             );
         }
+    }
+
+    #[test]
+    fn a_series_is_priced_by_its_step_counts() {
+        let values: alloc::vec::Vec<u32> = [20.01f32, 20.05, 20.04, 20.08, 20.08, 19.5]
+            .map(f32::to_bits)
+            .to_vec();
+        let mut steps = [0i64; 6];
+        let at = |decimals| Decimal {
+            decimals,
+            delta_of_delta: false,
+            rice_k: 0,
+        };
+        assert_eq!(decimal_price(&values, &mut steps, at(1)), None);
+        let (bits, decimal) = decimal_price(&values, &mut steps, at(2)).unwrap();
+        assert_eq!(steps, [2001, 2005, 2004, 2008, 2008, 1950]);
+        let (deltas, delta_of_deltas) = lane_prices(2001, &steps[1..]);
+        let words = [
+            deltas as u64,
+            (deltas >> 64) as u64,
+            delta_of_deltas as u64,
+            (delta_of_deltas >> 64) as u64,
+        ];
+        let (code_bits, index) = first_least_lane(words);
+        assert_eq!(bits, 16 + code_bits);
+        assert_eq!(
+            (decimal.delta_of_delta, decimal.rice_k, decimal.decimals),
+            (index >= 8, index % 8, 2)
+        );
     }
 }

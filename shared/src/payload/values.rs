@@ -150,43 +150,6 @@ impl Decimal {
         }
     }
 
-    /// [`Decimal::steps`] of each of `values` (`f32` bits) into `steps` (as long); false, and
-    /// `steps` unspecified, as soon as a value has none.
-    ///
-    /// Most values take a shortcut past even [`Decimal::certain_bounds`]: the bound that the
-    /// first value's binade gives holds for every value above that binade's least `f32`, so
-    /// one test covers the binade and the range; and `scaled` is rounded by adding and taking
-    /// away 1.5 * 2^52, which leaves the step count in the low bits of the sum, with no
-    /// conversion to an integer. That rounds ties to even, not away from zero, so the
-    /// shortcut stops where a tie could be close enough to count ([`FAST_LIMIT_BITS`]).
-    pub(super) fn all_steps(self, values: &[u32], steps: &mut [i64]) -> bool {
-        let Some(&first) = values.first() else {
-            return true;
-        };
-        let d = usize::from(self.decimals & 3);
-        let per_unit = STEPS_PER_UNIT[d];
-        // The first value's binade, as the bits of its least `f32`, and `close` for all above
-        // it. A power of two, its least value, has a smaller `close`: it is not above it.
-        let binade_bits = first & 0x7f80_0000;
-        let close = f64::from(f32::from_bits(binade_bits)) * CLOSE_FACTOR[0][d];
-        // Magnitudes from `binade_bits + 1` to below `FAST_LIMIT_BITS`, as one comparison.
-        let span = FAST_LIMIT_BITS[d].saturating_sub(binade_bits + 1);
-        for (&bits, slot) in values.iter().zip(steps.iter_mut()) {
-            let scaled = f64::from(f32::from_bits(bits)) * per_unit;
-            let sum = scaled + ROUNDER;
-            let off = ((sum - ROUNDER) - scaled).abs();
-            let in_span = (bits & 0x7fff_ffff).wrapping_sub(binade_bits + 1) < span;
-            if off < close && in_span {
-                *slot = (sum.to_bits() as i64).wrapping_sub(ROUNDER.to_bits() as i64);
-            } else if let Some(s) = self.steps(f32::from_bits(bits)) {
-                *slot = s;
-            } else {
-                return false;
-            }
-        }
-        true
-    }
-
     /// Spares [`Decimal::steps`] the division that [`Decimal::value`] does, unless `value` lies
     /// right at the edge of what rounds to it: a value less than `close` steps from a whole
     /// number of steps is the `f32` nearest to it, one more than `far` steps away is not.
@@ -214,6 +177,54 @@ impl Decimal {
     fn scaled(self, value: f32) -> f64 {
         // Exact: 24 significant bits times at most 10.
         f64::from(value) * STEPS_PER_UNIT[usize::from(self.decimals & 3)]
+    }
+}
+
+/// [`Decimal::steps`] for the values of one series, most of them by a shortcut past even
+/// [`Decimal::certain_bounds`]: the bound that the first value's binade gives holds for every
+/// value above that binade's least `f32`, so one test covers the binade and the range; and
+/// `scaled` is rounded by adding and taking away 1.5 * 2^52, which leaves the step count in the
+/// low bits of the sum, with no conversion to an integer. That rounds ties to even, not away
+/// from zero, so the shortcut stops where a tie could be close enough to count
+/// ([`FAST_LIMIT_BITS`]).
+pub(super) struct StepCounter {
+    step: Decimal,
+    per_unit: f64,
+    /// The first value's binade, as the bits of its least `f32`.
+    binade_bits: u32,
+    /// `close` for every value above `binade_bits`. A power of two, the least value of its
+    /// binade, has a smaller one: it is not above it.
+    close: f64,
+    /// Magnitudes from `binade_bits + 1` on, below [`FAST_LIMIT_BITS`], as one comparison.
+    span: u32,
+}
+
+impl StepCounter {
+    /// The counter of `step` for a series whose first value has the bits `first`.
+    pub(super) fn new(step: Decimal, first: u32) -> Self {
+        let d = usize::from(step.decimals & 3);
+        let binade_bits = first & 0x7f80_0000;
+        Self {
+            step,
+            per_unit: STEPS_PER_UNIT[d],
+            binade_bits,
+            close: f64::from(f32::from_bits(binade_bits)) * CLOSE_FACTOR[0][d],
+            span: FAST_LIMIT_BITS[d].saturating_sub(binade_bits + 1),
+        }
+    }
+
+    /// [`Decimal::steps`] of the value with the bits `bits`.
+    #[inline(always)]
+    pub(super) fn steps(&self, bits: u32) -> Option<i64> {
+        let scaled = f64::from(f32::from_bits(bits)) * self.per_unit;
+        let sum = scaled + ROUNDER;
+        let off = ((sum - ROUNDER) - scaled).abs();
+        let in_span = (bits & 0x7fff_ffff).wrapping_sub(self.binade_bits + 1) < self.span;
+        if off < self.close && in_span {
+            Some((sum.to_bits() as i64).wrapping_sub(ROUNDER.to_bits() as i64))
+        } else {
+            self.step.steps(f32::from_bits(bits))
+        }
     }
 }
 
@@ -692,7 +703,11 @@ mod tests {
                     let series = [first.to_bits(), v.to_bits()];
                     let mut steps = [0i64; 2];
                     let expected = [steps_by_division(d, first), steps_by_division(d, v)];
-                    let found = d.all_steps(&series, &mut steps);
+                    let counter = StepCounter::new(d, series[0]);
+                    let found = series
+                        .iter()
+                        .zip(&mut steps)
+                        .all(|(&bits, slot)| counter.steps(bits).map(|s| *slot = s).is_some());
                     assert_eq!(
                         found,
                         expected.iter().all(Option::is_some),
