@@ -7,7 +7,8 @@ use super::PayloadError;
 
 /// Unsigned LEB128: 7 bits per byte, least significant group first, high bit = more.
 pub(super) fn write_varint(out: &mut Vec<u8>, mut v: u64) {
-    // Gathered first, then stored at once: one test of room, not one per byte.
+    // Gathered first, then stored at once, all 10 bytes (a fixed-size copy, not a call) and
+    // the unused ones dropped: one test of room, not one per byte.
     let mut bytes = [0u8; 10];
     let mut len = 0;
     while v >= 0x80 && len < 9 {
@@ -16,7 +17,9 @@ pub(super) fn write_varint(out: &mut Vec<u8>, mut v: u64) {
         len += 1;
     }
     bytes[len] = v as u8;
-    out.extend_from_slice(&bytes[..=len]);
+    let end = out.len() + len + 1;
+    out.extend_from_slice(&bytes);
+    out.truncate(end);
 }
 
 /// Bytes that [`write_varint`] takes for `v`.

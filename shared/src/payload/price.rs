@@ -203,12 +203,21 @@ const MID: [u128; 32] = {
     table
 };
 
-/// [`lanes`] of `z`. From 1024 on, every k escapes: `z >> 7` is 8 or more.
+/// [`lanes`] of `z`.
 #[inline(always)]
 fn lanes_of(z: u64) -> u128 {
-    if z < 128 {
-        SMALL[z as usize]
-    } else if z < 1024 {
+    match SMALL.get(z as usize) {
+        Some(&lanes) => lanes,
+        None => wide_lanes_of(z),
+    }
+}
+
+/// [`lanes`] of `z` from 128 on, out of the way of the loops: sensor noise makes small codes.
+/// From 1024 on, every k escapes: `z >> 7` is 8 or more.
+#[cold]
+#[inline(never)]
+fn wide_lanes_of(z: u64) -> u128 {
+    if z < 1024 {
         MID[(z >> 5) as usize]
     } else {
         u128::from(RICE_ESCAPE + 6 + (64 - z.leading_zeros())) * LANE_ONES

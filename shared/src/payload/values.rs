@@ -412,7 +412,16 @@ pub(super) fn read_codes(
 fn write_rice(bits: &mut BitWriter<'_>, small: &[u32; 128], z: u64, k: u32) {
     if let Some(&code) = small.get(z as usize) {
         bits.short(u64::from(code & 0xff_ffff), code >> 24);
-    } else if z >> k < u64::from(RICE_ESCAPE) {
+    } else {
+        write_wide_rice(bits, z, k);
+    }
+}
+
+/// [`write_rice`] from 128 on, out of the way of the loop.
+#[cold]
+#[inline(never)]
+fn write_wide_rice(bits: &mut BitWriter<'_>, z: u64, k: u32) {
+    if z >> k < u64::from(RICE_ESCAPE) {
         // At most 7 + 1 + 7 bits.
         let (code, len) = rice_code(z, k);
         bits.short(code, len);
