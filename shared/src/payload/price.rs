@@ -118,9 +118,23 @@ fn first_least_lane(words: [u64; 4]) -> (u64, u32) {
         let pick_b = (ge - (ge >> 15)) | ge;
         a ^ ((a ^ b) & pick_b)
     };
-    let m = least(least(words[0], words[1]), least(words[2], words[3]));
-    let m = least(m, m >> 32);
-    let m = least(m, m >> 16) & 0xffff;
+    let least_of_all = |w: [u64; 4]| {
+        let m = least(least(w[0], w[1]), least(w[2], w[3]));
+        let m = least(m, m >> 32);
+        least(m, m >> 16) & 0xffff
+    };
+    // Lanes below 2^11 (the usual short series) have room for their index in 4 low bits: the
+    // least of those keys is the first least lane.
+    if (words[0] | words[1] | words[2] | words[3]) & 0xf800_f800_f800_f800 == 0 {
+        let key = least_of_all([
+            (words[0] << 4) | 0x0003_0002_0001_0000,
+            (words[1] << 4) | 0x0007_0006_0005_0004,
+            (words[2] << 4) | 0x000b_000a_0009_0008,
+            (words[3] << 4) | 0x000f_000e_000d_000c,
+        ]);
+        return (key >> 4, (key & 15) as u32);
+    }
+    let m = least_of_all(words);
     let everywhere = m * 0x0001_0001_0001_0001;
     for (i, word) in (0..).zip(words) {
         let x = word ^ everywhere;
@@ -280,8 +294,9 @@ mod tests {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            // Few distinct values, so that ties are common; and any below 2^15.
-            let spread = if round % 2 == 0 { 0x7fff } else { 3 };
+            // Any below 2^15, or below 2^11 (with room for an index), or few distinct values,
+            // so that ties are common.
+            let spread = [0x7fff, 0x7ff, 0x800, 3][round % 4];
             let lanes: [u64; 16] =
                 core::array::from_fn(|i| (x.rotate_left(4 * i as u32) & 0xffff) % (spread + 1));
             let words: [u64; 4] =

@@ -135,13 +135,16 @@ impl Decimal {
         if bits & 0x7fff_ffff >= FAST_LIMIT_BITS[3] {
             return 0;
         }
+        // Rounded as [`StepCounter`] does: below the limit, the only count within `close`.
         let scaled = thousandths.scaled(value);
-        let steps = nearest(scaled);
+        let sum = scaled + ROUNDER;
         let (close, _) = thousandths.certain_bounds(value);
-        if (steps as f64 - scaled).abs() >= close {
+        if ((sum - ROUNDER) - scaled).abs() >= close {
             return 0;
         }
-        let steps = steps.unsigned_abs();
+        let steps = (sum.to_bits() as i64)
+            .wrapping_sub(ROUNDER.to_bits() as i64)
+            .unsigned_abs();
         match () {
             _ if !steps.is_multiple_of(10) => 3,
             _ if !steps.is_multiple_of(100) => 2,
