@@ -71,7 +71,8 @@ fn place_by_sensor<const SLOTS: usize>(
             sensors[used] = p.sensor;
             used += 1;
         }
-        counts[usize::from(*slot)] += 1;
+        // `SLOTS` is a power of two: the mask spares a bounds check.
+        counts[usize::from(*slot) & (SLOTS - 1)] += 1;
     }
     let sensors = &mut sensors[..used];
     sensors.sort_unstable();
@@ -90,7 +91,7 @@ fn place_by_sensor<const SLOTS: usize>(
         at += len;
     }
     for p in points {
-        let next = &mut counts[usize::from(slot_of[usize::from(p.sensor)])];
+        let next = &mut counts[usize::from(slot_of[usize::from(p.sensor)]) & (SLOTS - 1)];
         ts[*next] = p.ts_ms;
         values[*next] = p.value.to_bits();
         *next += 1;

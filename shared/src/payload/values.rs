@@ -416,23 +416,27 @@ fn write_rice(bits: &mut BitWriter<'_>, small: &[u32; 128], z: u64, k: u32) {
     if let Some(&code) = small.get(z as usize) {
         bits.short(u64::from(code & 0xff_ffff), code >> 24);
     } else {
-        write_wide_rice(bits, z, k);
+        let [(head, head_len), (tail, tail_len)] = wide_rice_code(z, k);
+        bits.short(head, head_len);
+        bits.bits(tail, tail_len);
     }
 }
 
-/// [`write_rice`] from 128 on, out of the way of the loop.
+/// The Rice code of `z` from 128 on, out of the way of the loop, in two fields: at most 32
+/// bits, then at most 64.
 #[cold]
 #[inline(never)]
-fn write_wide_rice(bits: &mut BitWriter<'_>, z: u64, k: u32) {
+fn wide_rice_code(z: u64, k: u32) -> [(u64, u32); 2] {
     if z >> k < u64::from(RICE_ESCAPE) {
         // At most 7 + 1 + 7 bits.
-        let (code, len) = rice_code(z, k);
-        bits.short(code, len);
+        [rice_code(z, k), (0, 0)]
     } else {
         let len = 64 - z.leading_zeros();
         let escape = (1 << RICE_ESCAPE) - 1;
-        bits.short((escape << 6) | u64::from(len - 1), RICE_ESCAPE + 6);
-        bits.bits(z, len);
+        [
+            ((escape << 6) | u64::from(len - 1), RICE_ESCAPE + 6),
+            (z, len),
+        ]
     }
 }
 
