@@ -35,9 +35,21 @@ const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(10);
 /// their sockets.
 const REVOCATION_POLL: Duration = Duration::from_secs(2);
 
-/// Everything a handler needs, cheap to clone.
+/// Everything a handler needs: one pointer, because every device connection keeps a clone
+/// for its whole life (the idle-connection bench counts its bytes).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// What [`AppState`] points to.
+pub struct Shared {
     pub config: Arc<Config>,
     pub store: Store,
     pub live: LiveFanout,
@@ -50,8 +62,8 @@ pub struct AppState {
     /// Login throttle and one-time login links.
     pub logins: Arc<Logins>,
     pub shutdown: watch::Receiver<bool>,
-    /// Never sent on: every clone of the state holds one, and shutdown waits until the last
-    /// clone (the router's, each connection task's) is dropped.
+    /// Never sent on: dropped with the last clone of the state (the router's, each connection
+    /// task's), which shutdown waits for.
     _tasks: mpsc::Sender<()>,
 }
 
@@ -92,7 +104,7 @@ pub async fn run(
     }
     let (stop_tx, stop_rx) = watch::channel(false);
     let (tasks_tx, mut tasks_rx) = mpsc::channel::<()>(1);
-    let state = AppState {
+    let state = AppState(Arc::new(Shared {
         live: LiveFanout::new(config.live_buffer)
             .map_err(|e| anyhow::anyhow!("starting the live-clients thread: {e}"))?,
         connections: Arc::new(Connections::default()),
@@ -104,7 +116,7 @@ pub async fn run(
         metrics: Arc::new(Metrics::default()),
         shutdown: stop_rx,
         _tasks: tasks_tx,
-    };
+    }));
     let addr = listener.local_addr()?;
     let router = router(state.clone());
     on_ready(&Running {

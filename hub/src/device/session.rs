@@ -9,12 +9,12 @@
 //! commit and while the store's queue has room: a slow store slows the device down (it keeps
 //! its batches in its outbox) instead of filling the hub's memory.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::FutureExt;
-use futures_util::stream::{FuturesOrdered, StreamExt};
 use shared::payload::Point;
 use shared::{Batch, Clock, CloseReason, DeviceMsg, Hello, HubMsg, SensorSet, SeqVerdict};
 use tokio::time::{Instant, MissedTickBehavior};
@@ -24,7 +24,7 @@ use super::registry::Registration;
 use crate::live::LiveEvent;
 use crate::metrics::Metrics;
 use crate::server::AppState;
-use crate::store::{Committed, DeviceId, IncomingBatch, StoreError, TimeSource};
+use crate::store::{CommitTicket, Committed, DeviceId, IncomingBatch, StoreError, TimeSource};
 use crate::time::unix_ms;
 
 /// How long a session closing for shutdown waits for the commits it is owed, so that its
@@ -72,7 +72,59 @@ struct Session {
     rate: RateGuard,
 }
 
-type CommitFuture = futures_util::future::BoxFuture<'static, (u32, Result<Committed, StoreError>)>;
+/// Batches handed to the store, oldest first, waiting for their commits. The writer commits
+/// in queue order, so only the oldest ticket is polled; nothing is allocated until a batch
+/// arrives.
+#[derive(Default)]
+struct Pending(VecDeque<Waiting>);
+
+struct Waiting {
+    seq: u32,
+    readings: u64,
+    ticket: CommitTicket,
+}
+
+/// A batch whose commit landed (or failed).
+struct Landed {
+    seq: u32,
+    readings: u64,
+    result: Result<Committed, StoreError>,
+}
+
+impl Pending {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn push(&mut self, seq: u32, readings: u64, ticket: CommitTicket) {
+        self.0.push_back(Waiting {
+            seq,
+            readings,
+            ticket,
+        });
+    }
+
+    /// The oldest batch once its commit lands; `None` at once when nothing is pending.
+    fn next(&mut self) -> impl Future<Output = Option<Landed>> + '_ {
+        std::future::poll_fn(|cx| {
+            let Some(oldest) = self.0.front_mut() else {
+                return std::task::Poll::Ready(None);
+            };
+            let result = std::task::ready!(std::pin::Pin::new(&mut oldest.ticket).poll(cx));
+            let (seq, readings) = (oldest.seq, oldest.readings);
+            self.0.pop_front();
+            std::task::Poll::Ready(Some(Landed {
+                seq,
+                readings,
+                result,
+            }))
+        })
+    }
+}
 
 /// The whole connection. An `async move` block rather than an `async fn`: an async fn's
 /// arguments are stored twice in its future, and this future is what every connection keeps
@@ -250,11 +302,11 @@ impl Session {
     async fn stream(
         &mut self,
         socket: &mut WebSocket,
-        mut registration: Registration,
+        registration: Registration,
         shutdown: &mut tokio::sync::watch::Receiver<bool>,
     ) -> End {
         let app = self.app.clone();
-        let mut pending: FuturesOrdered<CommitFuture> = FuturesOrdered::new();
+        let mut pending = Pending::default();
         let mut ping = tokio::time::interval(app.config.ping_interval);
         ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let dead_after = (app.config.ping_interval * 3).max(Duration::from_millis(
@@ -283,13 +335,13 @@ impl Session {
                         Step::Nothing => {}
                     }
                 }
-                Some((seq, result)) = pending.next() => {
-                    if let Err(end) = self.committed(seq, result) { break end; }
+                Some(landed) = pending.next() => {
+                    if let Err(end) = self.committed(landed) { break end; }
                     // Group commit answers many batches at once: gather every one that is ready
                     // and send one cumulative Ack.
                     let mut failed = None;
-                    while let Some(Some((seq, result))) = pending.next().now_or_never() {
-                        if let Err(end) = self.committed(seq, result) { failed = Some(end); break; }
+                    while let Some(Some(landed)) = pending.next().now_or_never() {
+                        if let Err(end) = self.committed(landed) { failed = Some(end); break; }
                     }
                     if let Some(end) = failed { break end; }
                     if send_msg(socket, &HubMsg::Ack { seq: self.committed_seq }).await.is_err() { break End::Gone; }
@@ -300,8 +352,7 @@ impl Session {
                     }
                     if socket.send(Message::Ping(Default::default())).await.is_err() { break End::Gone; }
                 }
-                _ = registration.kicked.changed() => {
-                    let reason = (*registration.kicked.borrow()).unwrap_or(CloseReason::Replaced);
+                reason = registration.kick.kicked() => {
                     break match reason {
                         CloseReason::Revoked => close(reason, 1008, "token revoked"),
                         _ => close(CloseReason::Replaced, 4000, "replaced by a newer connection"),
@@ -322,8 +373,8 @@ impl Session {
         ) && !pending.is_empty()
         {
             let drain = async {
-                while let Some((seq, result)) = pending.next().await {
-                    if self.committed(seq, result).is_err() {
+                while let Some(landed) = pending.next().await {
+                    if self.committed(landed).is_err() {
                         break;
                     }
                 }
@@ -344,9 +395,18 @@ impl Session {
         end
     }
 
-    fn committed(&mut self, seq: u32, result: Result<Committed, StoreError>) -> Result<(), End> {
+    fn committed(&mut self, landed: Landed) -> Result<(), End> {
+        let Landed {
+            seq,
+            readings,
+            result,
+        } = landed;
         match result {
-            Ok(Committed::Stored { .. }) | Ok(Committed::Duplicate) => {
+            Ok(committed) => {
+                if let Committed::Stored { .. } = committed {
+                    Metrics::inc(&self.app.metrics.batches_stored_total, 1);
+                    Metrics::inc(&self.app.metrics.readings_stored_total, readings);
+                }
                 self.committed_seq = self.committed_seq.max(seq);
                 Ok(())
             }
@@ -438,11 +498,7 @@ impl Session {
     }
 
     /// Hand a batch to the store; its commit joins `pending`.
-    async fn store(
-        &mut self,
-        incoming: IncomingBatch,
-        pending: &mut FuturesOrdered<CommitFuture>,
-    ) -> Result<(), End> {
+    async fn store(&mut self, incoming: IncomingBatch, pending: &mut Pending) -> Result<(), End> {
         let (seq, readings) = (incoming.seq, incoming.points.len() as u64);
         // Waits while the store's queue is full: this is where backpressure reaches the socket.
         let ticket = match self.app.store.enqueue(incoming).await {
@@ -453,14 +509,7 @@ impl Session {
             }
         };
         self.accepted_seq = seq;
-        let metrics = self.app.metrics.clone();
-        pending.push_back(Box::pin(ticket.map(move |result| {
-            if let Ok(Committed::Stored { .. }) = result {
-                Metrics::inc(&metrics.batches_stored_total, 1);
-                Metrics::inc(&metrics.readings_stored_total, readings);
-            }
-            (seq, result)
-        })));
+        pending.push(seq, readings, ticket);
         Ok(())
     }
 
