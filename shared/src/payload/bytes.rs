@@ -28,7 +28,7 @@ pub(super) fn varint_len(v: u64) -> u32 {
 }
 
 /// 0, -1, 1, -2, 2, ... as 0, 1, 2, 3, 4, ...: small magnitudes of either sign stay small.
-pub(super) fn zigzag(v: i64) -> u64 {
+pub(super) const fn zigzag(v: i64) -> u64 {
     ((v << 1) ^ (v >> 63)) as u64
 }
 

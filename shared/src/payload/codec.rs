@@ -96,14 +96,15 @@ pub fn encode(points: &[Point], out: &mut Vec<u8>) {
     let mut prev_delta = 0i64;
     for s in &series {
         let range = s.run.range();
-        if !s.shares_timestamps {
-            let ts = &ts[range.clone()];
-            let mut prev_ts = ts[0];
-            for &ts in &ts[1..] {
-                let delta = ts.wrapping_sub(prev_ts);
-                write_dod(&mut bits, delta.wrapping_sub(prev_delta));
-                (prev_ts, prev_delta) = (ts, delta);
-            }
+        let own_timestamps = if s.shares_timestamps {
+            &[][..]
+        } else {
+            &ts[range.clone()]
+        };
+        for pair in own_timestamps.windows(2) {
+            let delta = pair[1].wrapping_sub(pair[0]);
+            write_dod(&mut bits, delta.wrapping_sub(prev_delta));
+            prev_delta = delta;
         }
         super::values::write_codes(&mut bits, s.values, &values[range.clone()], &steps[range]);
     }

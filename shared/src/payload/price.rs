@@ -82,9 +82,8 @@ fn decimal_price(values: &[u32], steps: &mut [i64], step: Decimal) -> Option<(u6
         *slot = steps;
         let delta = steps.wrapping_sub(prev);
         // Wrapping: past [`LANE_CODES`] the lanes are not used.
-        deltas = deltas.wrapping_add(lanes_of(zigzag(delta)));
-        delta_of_deltas =
-            delta_of_deltas.wrapping_add(lanes_of(zigzag(delta.wrapping_sub(prev_delta))));
+        deltas = deltas.wrapping_add(lanes_of(delta));
+        delta_of_deltas = delta_of_deltas.wrapping_add(lanes_of(delta.wrapping_sub(prev_delta)));
         (prev, prev_delta) = (steps, delta);
     }
     let (bits, index) = if steps.len() <= LANE_CODES {
@@ -194,13 +193,14 @@ const fn lanes(z: u64) -> u128 {
     packed
 }
 
-/// [`lanes`] of every `z` below 128.
+/// [`lanes`] of the zigzag of every code from -64 to 63 (zigzags below 128), each at its code
+/// plus 64: indexed by the code itself, with no zigzag.
 const SMALL: [u128; 128] = {
     let mut table = [0; 128];
-    let mut z = 0;
-    while z < 128 {
-        table[z] = lanes(z as u64);
-        z += 1;
+    let mut i = 0;
+    while i < 128 {
+        table[i] = lanes(zigzag(i as i64 - 64));
+        i += 1;
     }
     table
 };
@@ -217,16 +217,16 @@ const MID: [u128; 32] = {
     table
 };
 
-/// [`lanes`] of `z`.
+/// [`lanes`] of the zigzag of `code`.
 #[inline(always)]
-fn lanes_of(z: u64) -> u128 {
-    match SMALL.get(z as usize) {
+fn lanes_of(code: i64) -> u128 {
+    match SMALL.get(code.wrapping_add(64) as usize) {
         Some(&lanes) => lanes,
-        None => wide_lanes_of(z),
+        None => wide_lanes_of(zigzag(code)),
     }
 }
 
-/// [`lanes`] of `z` from 128 on, out of the way of the loops: sensor noise makes small codes.
+/// [`lanes`] of a zigzag `z` from 128 on, out of the way of the loops: sensor noise makes small codes.
 /// From 1024 on, every k escapes: `z >> 7` is 8 or more.
 #[cold]
 #[inline(never)]
@@ -254,7 +254,7 @@ mod tests {
         zs.extend((10..64).flat_map(|b| [(1u64 << b) - 1, 1 << b, (1 << b) + 1]));
         zs.push(u64::MAX);
         for z in zs {
-            let packed = lanes_of(z);
+            let packed = lanes_of(super::super::bytes::unzigzag(z));
             for k in 0..LANES as u32 {
                 let lane = u64::from((packed >> (16 * k)) as u16);
                 assert_eq!(lane, rice_bits(z, k), "z {z} k {k}");
@@ -268,8 +268,8 @@ mod tests {
         let (mut deltas, mut delta_of_deltas) = (0u128, 0u128);
         for &steps in rest {
             let delta = steps.wrapping_sub(prev);
-            deltas += lanes_of(zigzag(delta));
-            delta_of_deltas += lanes_of(zigzag(delta.wrapping_sub(prev_delta)));
+            deltas += lanes_of(delta);
+            delta_of_deltas += lanes_of(delta.wrapping_sub(prev_delta));
             (prev, prev_delta) = (steps, delta);
         }
         (deltas, delta_of_deltas)

@@ -314,28 +314,29 @@ pub(super) fn write_codes(
     if d.delta_of_delta {
         for &steps in rest {
             let delta = steps.wrapping_sub(prev);
-            write_rice(bits, small, zigzag(delta.wrapping_sub(prev_delta)), k);
+            write_rice(bits, small, delta.wrapping_sub(prev_delta), k);
             (prev, prev_delta) = (steps, delta);
         }
     } else {
         for &steps in rest {
-            write_rice(bits, small, zigzag(steps.wrapping_sub(prev)), k);
+            write_rice(bits, small, steps.wrapping_sub(prev), k);
             prev = steps;
         }
     }
 }
 
-/// The Rice codes of every `z` below 128 for each parameter: the code's bits, and its length in
-/// the top 8 bits (at most 8 + 6 + 7 bits, for the escape).
+/// The Rice codes of the zigzags of every code from -64 to 63 (zigzags below 128), each at
+/// its code plus 64, for each parameter: the code's bits, and its length in the top 8 bits
+/// (at most 8 + 6 + 7 bits, for the escape).
 const SMALL_RICE_CODES: [[u32; 128]; 8] = {
     let mut table = [[0; 128]; 8];
     let mut k = 0;
     while k < 8 {
-        let mut z = 0;
-        while z < 128 {
-            let (code, len) = rice_code(z, k as u32);
-            table[k][z as usize] = (code as u32) | (len << 24);
-            z += 1;
+        let mut i = 0;
+        while i < 128 {
+            let (code, len) = rice_code(zigzag(i as i64 - 64), k as u32);
+            table[k][i] = (code as u32) | (len << 24);
+            i += 1;
         }
         k += 1;
     }
@@ -408,15 +409,15 @@ pub(super) fn read_codes(
     }
 }
 
-/// Rice code of parameter `k`: the quotient `z >> k` in unary (that many 1-bits, then a
-/// 0-bit), then the `k` low bits of `z`; a quotient of [`RICE_ESCAPE`] or more as the escape.
-/// `small` is the row of [`SMALL_RICE_CODES`] for `k`.
+/// Rice code of parameter `k` of the zigzag `z` of `code`: the quotient `z >> k` in unary
+/// (that many 1-bits, then a 0-bit), then the `k` low bits of `z`; a quotient of
+/// [`RICE_ESCAPE`] or more as the escape. `small` is the row of [`SMALL_RICE_CODES`] for `k`.
 #[inline(always)]
-fn write_rice(bits: &mut BitWriter<'_>, small: &[u32; 128], z: u64, k: u32) {
-    if let Some(&code) = small.get(z as usize) {
-        bits.short(u64::from(code & 0xff_ffff), code >> 24);
+fn write_rice(bits: &mut BitWriter<'_>, small: &[u32; 128], code: i64, k: u32) {
+    if let Some(&small) = small.get(code.wrapping_add(64) as usize) {
+        bits.short(u64::from(small & 0xff_ffff), small >> 24);
     } else {
-        let [(head, head_len), (tail, tail_len)] = wide_rice_code(z, k);
+        let [(head, head_len), (tail, tail_len)] = wide_rice_code(zigzag(code), k);
         bits.short(head, head_len);
         bits.bits(tail, tail_len);
     }
@@ -748,7 +749,7 @@ mod tests {
             let mut w = BitWriter::new(&mut out);
             let mut price = 0;
             for &z in &zs {
-                write_rice(&mut w, &SMALL_RICE_CODES[k as usize], z, k);
+                write_rice(&mut w, &SMALL_RICE_CODES[k as usize], unzigzag(z), k);
                 price += super::super::price::rice_bits(z, k);
             }
             w.finish();
@@ -766,8 +767,8 @@ mod tests {
         let mut out = Vec::new();
         let mut w = BitWriter::new(&mut out);
         // k = 2: 13 = 0b11_01 -> `1110` `01`; 40 -> quotient 10: `11111111` `000101` `101000`.
-        write_rice(&mut w, &SMALL_RICE_CODES[2], 13, 2);
-        write_rice(&mut w, &SMALL_RICE_CODES[2], 40, 2);
+        write_rice(&mut w, &SMALL_RICE_CODES[2], unzigzag(13), 2);
+        write_rice(&mut w, &SMALL_RICE_CODES[2], unzigzag(40), 2);
         w.finish();
         assert_eq!(out, [0b1110_0111, 0b1111_1100, 0b0101_1010, 0b0000_0000]);
     }
