@@ -30,8 +30,9 @@
 //! shown there are at most [`MAX_READINGS_PER_BATCH`](crate::limits::MAX_READINGS_PER_BATCH).
 //!
 //! Modules: `codec` (encode and decode: series headers and timestamps) uses `order` (the
-//! encoder's sort by sensor, then time), `price` (which value codec a series takes), `values`
-//! (the value codecs), `bytes` (the header's varints) and `bits` (the bit stream's packing).
+//! encoder's sort by sensor, then time), `price` (which value codec a series takes), `steps`
+//! (whether and how a value is a whole number of decimal steps), `values` (the value codecs),
+//! `bytes` (the header's varints) and `bits` (the bit stream's packing).
 
 #[cfg(feature = "alloc")]
 mod bits;
@@ -43,6 +44,8 @@ mod codec;
 mod order;
 #[cfg(feature = "alloc")]
 mod price;
+#[cfg(feature = "alloc")]
+mod steps;
 #[cfg(feature = "alloc")]
 mod values;
 

@@ -11,9 +11,8 @@
 //! repeat takes 1 XOR bit, a change at least 3.
 
 use super::bytes::{varint_len, zigzag};
-use super::values::{
-    Decimal, MAX_RICE_K, RICE_ESCAPE, StepCounter, ValueCodec, XorCode, XorWindow,
-};
+use super::steps::StepCounter;
+use super::values::{Decimal, MAX_RICE_K, RICE_ESCAPE, ValueCodec, XorCode, XorWindow};
 
 /// The cheapest codec for a series whose values have the `f32` bits `values` (at least one).
 /// `steps` (as long as `values`) is left holding the step counts of the values if the codec
