@@ -225,8 +225,8 @@ fn lanes_of(code: i64) -> u128 {
     }
 }
 
-/// [`lanes`] of a zigzag `z` from 128 on, out of the way of the loops: sensor noise makes small codes.
-/// From 1024 on, every k escapes: `z >> 7` is 8 or more.
+/// [`lanes`] of a zigzag `z` from 128 on, out of the way of the loops (sensor noise makes
+/// small codes). From 1024 on, every k escapes: `z >> 7` is 8 or more.
 #[cold]
 #[inline(never)]
 fn wide_lanes_of(z: u64) -> u128 {
