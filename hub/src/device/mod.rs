@@ -24,8 +24,11 @@ use crate::server::AppState;
 /// keeps for it: the main cost of an idle connection. Its default (128 KiB, zero-filled on
 /// first read) would cost 134 KiB of RAM per idle device. A larger frame (up to
 /// `MAX_DEVICE_FRAME_BYTES`, 4 KiB) still arrives whole: tungstenite grows the buffer to the
-/// frame's length, in more reads. A 32-reading batch is 240 bytes on the wire.
-pub const DEVICE_SOCKET_BUFFER: usize = 1024;
+/// frame's length, in more reads. A 32-reading batch is about 240 bytes on the wire, so a
+/// device that is catching up still gets two batches per read; 512 rather than 1,024 took
+/// 0.5 KiB off every idle connection and no throughput off ingest at 1,000 or 5,000 devices
+/// (`perf_bench ingest`, the two sizes in one sitting).
+pub const DEVICE_SOCKET_BUFFER: usize = 512;
 
 /// Largest message tungstenite reads whole from a device. Frames between
 /// `MAX_DEVICE_FRAME_BYTES` and this are read and then refused by the decoder, so the device

@@ -161,6 +161,10 @@ pub fn open_admin(cfg: &StoreConfig) -> Result<Connection, StoreError> {
     )?;
     conn.busy_timeout(cfg.busy_timeout)?;
     set_connection_pragmas(&conn, cfg)?;
+    // Point reads and writes of single rows (a Hello, a device added): a small page cache
+    // serves them, and the default (2 MB) would fill with the devices table as every device
+    // says Hello, memory that idle connections then seem to cost.
+    conn.pragma_update(None, "cache_size", -256)?;
     Ok(conn)
 }
 
