@@ -144,6 +144,8 @@ pub async fn run(
     shutdown.await;
     tracing::info!("shutting down: closing connections");
     let _ = stop_tx.send(true);
+    // After the flag: a device session registering from now on sees it instead.
+    state.devices.kick_all(shared::CloseReason::Shutdown);
     drop(state);
     // Every connection task holds a sender; recv() returns None once all are gone.
     if tokio::time::timeout(SHUTDOWN_DEADLINE, tasks_rx.recv())

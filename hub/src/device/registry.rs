@@ -102,6 +102,14 @@ impl ConnectedDevices {
             .is_some()
     }
 
+    /// Close every open connection for `reason` (shutdown).
+    pub fn kick_all(&self, reason: CloseReason) {
+        let current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        for entry in current.values() {
+            entry.kick.send(reason);
+        }
+    }
+
     pub fn is_online(&self, device_id: i64) -> bool {
         self.current
             .lock()
@@ -141,6 +149,15 @@ mod tests {
         assert!(devices.kick(1, CloseReason::Revoked));
         assert_eq!(reg.kick.reason(), Some(CloseReason::Revoked));
         assert!(!devices.kick(2, CloseReason::Revoked));
+    }
+
+    #[test]
+    fn shutdown_kicks_every_connection() {
+        let devices = ConnectedDevices::default();
+        let (a, b) = (devices.register(1), devices.register(2));
+        devices.kick_all(CloseReason::Shutdown);
+        assert_eq!(a.kick.reason(), Some(CloseReason::Shutdown));
+        assert_eq!(b.kick.reason(), Some(CloseReason::Shutdown));
     }
 
     #[tokio::test]

@@ -215,9 +215,13 @@ pub fn run(
         };
         // Held for the whole connection otherwise.
         drop(hello);
-        let end = session
-            .stream(&mut socket, registration, &mut shutdown)
-            .await;
+        // Shutdown reaches a streaming session as a kick (`ConnectedDevices::kick_all`); one
+        // that registered just after it sees the flag.
+        let end = if *app.shutdown.borrow() {
+            close(CloseReason::Shutdown, 1001, "hub shutting down")
+        } else {
+            session.stream(&mut socket, registration).await
+        };
         finish(&mut socket, end).await;
     }
 }
@@ -299,12 +303,7 @@ fn read_error(e: axum::Error) -> End {
 }
 
 impl Session {
-    async fn stream(
-        &mut self,
-        socket: &mut WebSocket,
-        registration: Registration,
-        shutdown: &mut tokio::sync::watch::Receiver<bool>,
-    ) -> End {
+    async fn stream(&mut self, socket: &mut WebSocket, registration: Registration) -> End {
         let app = self.app.clone();
         let mut pending = Pending::default();
         let mut ping = tokio::time::interval(app.config.ping_interval);
@@ -316,12 +315,8 @@ impl Session {
         let mut pacer = FramePacer::new(app.config.device_frames_per_s, Instant::now());
 
         let end = loop {
-            let ready_at = pacer.ready_at();
             tokio::select! {
-                frame = async {
-                    tokio::time::sleep_until(ready_at).await;
-                    next_frame(socket, &app).await
-                }, if pending.len() < app.config.device_inflight => {
+                frame = next_frame(socket, &app), if pending.len() < app.config.device_inflight => {
                     last_heard = Instant::now();
                     pacer.took(last_heard);
                     // Decided without awaiting, so the message is gone before the next await.
@@ -333,6 +328,14 @@ impl Session {
                         Step::Reply(reply) => if send_msg(socket, &reply).await.is_err() { break End::Gone },
                         Step::Store(incoming) => if let Err(end) = self.store(incoming, &mut pending).await { break end },
                         Step::Nothing => {}
+                    }
+                    // Over its frame rate, the device is read later, never refused.
+                    let ready_at = pacer.ready_at();
+                    if ready_at > last_heard {
+                        tokio::select! {
+                            _ = tokio::time::sleep_until(ready_at) => {}
+                            reason = registration.kick.kicked() => break kicked(reason),
+                        }
                     }
                 }
                 Some(landed) = pending.next() => {
@@ -352,13 +355,7 @@ impl Session {
                     }
                     if socket.send(Message::Ping(Default::default())).await.is_err() { break End::Gone; }
                 }
-                reason = registration.kick.kicked() => {
-                    break match reason {
-                        CloseReason::Revoked => close(reason, 1008, "token revoked"),
-                        _ => close(CloseReason::Replaced, 4000, "replaced by a newer connection"),
-                    };
-                }
-                _ = shutdown.changed() => break close(CloseReason::Shutdown, 1001, "hub shutting down"),
+                reason = registration.kick.kicked() => break kicked(reason),
             }
         };
 
@@ -539,6 +536,19 @@ impl Session {
             time_source,
             points.clone(),
         ));
+    }
+}
+
+/// How a session told to close ends.
+fn kicked(reason: CloseReason) -> End {
+    match reason {
+        CloseReason::Revoked => close(reason, 1008, "token revoked"),
+        CloseReason::Shutdown => close(reason, 1001, "hub shutting down"),
+        _ => close(
+            CloseReason::Replaced,
+            4000,
+            "replaced by a newer connection",
+        ),
     }
 }
 
