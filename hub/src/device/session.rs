@@ -137,84 +137,12 @@ pub fn run(
     name: Arc<str>,
 ) -> impl Future<Output = ()> + Send {
     async move {
-        let mut shutdown = app.shutdown.clone();
-
-        // 1. Hello, within the timeout.
-        let hello = tokio::select! {
-            hello = read_hello(&mut socket, &app) => hello,
-            _ = tokio::time::sleep(app.config.hello_timeout) => Err(close(CloseReason::PolicyViolation, 1008, "no Hello in time")),
-            _ = shutdown.changed() => Err(close(CloseReason::Shutdown, 1001, "hub shutting down")),
-        };
-        let hello = match hello {
-            Ok(hello) => hello,
+        // Two awaits in turn, so the opening's state and the streaming state share their
+        // bytes: an idle connection keeps only the streaming one.
+        let (mut session, registration) = match open(&mut socket, &app, device_id, &name).await {
+            Ok(opened) => opened,
             Err(end) => return finish(&mut socket, end).await,
         };
-        let sensors = match shared::validate_hello(&hello) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::info!(device = %name, error = %e, "invalid Hello");
-                return finish(
-                    &mut socket,
-                    close(CloseReason::PolicyViolation, 1008, "invalid Hello"),
-                )
-                .await;
-            }
-        };
-        let now = unix_ms();
-        if let Err(e) = app.store.record_hello(device_id, &hello, now).await {
-            tracing::error!(device = %name, error = %e, "could not record Hello");
-            return finish(
-                &mut socket,
-                close(CloseReason::Internal, 1011, "store unavailable"),
-            )
-            .await;
-        }
-        let stored_seq = match app.store.cursor(device_id, hello.boot_id).await {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::error!(device = %name, error = %e, "could not read cursor");
-                return finish(
-                    &mut socket,
-                    close(CloseReason::Internal, 1011, "store unavailable"),
-                )
-                .await;
-            }
-        };
-        let welcome = HubMsg::Welcome(shared::Welcome {
-            hub_time_ms: now as u64,
-            stored_seq,
-            config: app.config.device,
-        });
-        if send_msg(&mut socket, &welcome).await.is_err() {
-            return;
-        }
-        let registration = app.devices.register(device_id);
-        app.live
-            .publish(status_event(&name, true, Some(hello.firmware.as_str())));
-        tracing::info!(device = %name, boot_id = hello.boot_id, firmware = %hello.firmware, stored_seq, "device online");
-
-        let mut session = Session {
-            uptime_offset_ms: now - hello.uptime_ms as i64,
-            boot_id: hello.boot_id,
-            sensors,
-            accepted_seq: stored_seq.unwrap_or(0),
-            committed_seq: stored_seq.unwrap_or(0),
-            invalid_streak: 0,
-            // A device that follows the config in Welcome may sample faster than its Hello said
-            // (Hello goes out first): the limit is the larger of the two rates.
-            rate: RateGuard::new(
-                hello.declared_rate.max(configured_rate(
-                    hello.sensors.len(),
-                    app.config.device.sample_interval_ms,
-                )),
-                app.config.rate_limit_factor,
-            ),
-            name: name.clone(),
-            device_id,
-            app: app.clone(),
-        };
-        // Held for the whole connection otherwise.
-        drop(hello);
         // Shutdown reaches a streaming session as a kick (`ConnectedDevices::kick_all`); one
         // that registered just after it sees the flag.
         let end = if *app.shutdown.borrow() {
@@ -224,6 +152,71 @@ pub fn run(
         };
         finish(&mut socket, end).await;
     }
+}
+
+/// Hello within the timeout, its checks, Welcome: the session that streams from here on.
+async fn open(
+    socket: &mut WebSocket,
+    app: &AppState,
+    device_id: DeviceId,
+    name: &Arc<str>,
+) -> Result<(Session, Registration), End> {
+    let mut shutdown = app.shutdown.clone();
+    let hello = tokio::select! {
+        hello = read_hello(socket, app) => hello,
+        _ = tokio::time::sleep(app.config.hello_timeout) => Err(close(CloseReason::PolicyViolation, 1008, "no Hello in time")),
+        _ = shutdown.changed() => Err(close(CloseReason::Shutdown, 1001, "hub shutting down")),
+    }?;
+    let sensors = shared::validate_hello(&hello).map_err(|e| {
+        tracing::info!(device = %name, error = %e, "invalid Hello");
+        close(CloseReason::PolicyViolation, 1008, "invalid Hello")
+    })?;
+    let now = unix_ms();
+    if let Err(e) = app.store.record_hello(device_id, &hello, now).await {
+        tracing::error!(device = %name, error = %e, "could not record Hello");
+        return Err(close(CloseReason::Internal, 1011, "store unavailable"));
+    }
+    let stored_seq = match app.store.cursor(device_id, hello.boot_id).await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(device = %name, error = %e, "could not read cursor");
+            return Err(close(CloseReason::Internal, 1011, "store unavailable"));
+        }
+    };
+    let welcome = HubMsg::Welcome(shared::Welcome {
+        hub_time_ms: now as u64,
+        stored_seq,
+        config: app.config.device,
+    });
+    if send_msg(socket, &welcome).await.is_err() {
+        return Err(End::Gone);
+    }
+    let registration = app.devices.register(device_id);
+    app.live
+        .publish(status_event(name, true, Some(hello.firmware.as_str())));
+    tracing::info!(device = %name, boot_id = hello.boot_id, firmware = %hello.firmware, stored_seq, "device online");
+
+    let session = Session {
+        uptime_offset_ms: now - hello.uptime_ms as i64,
+        boot_id: hello.boot_id,
+        sensors,
+        accepted_seq: stored_seq.unwrap_or(0),
+        committed_seq: stored_seq.unwrap_or(0),
+        invalid_streak: 0,
+        // A device that follows the config in Welcome may sample faster than its Hello said
+        // (Hello goes out first): the limit is the larger of the two rates.
+        rate: RateGuard::new(
+            hello.declared_rate.max(configured_rate(
+                hello.sensors.len(),
+                app.config.device.sample_interval_ms,
+            )),
+            app.config.rate_limit_factor,
+        ),
+        name: name.clone(),
+        device_id,
+        app: app.clone(),
+    };
+    Ok((session, registration))
 }
 
 async fn read_hello(socket: &mut WebSocket, app: &AppState) -> Result<Box<Hello>, End> {
@@ -326,7 +319,9 @@ impl Session {
                     };
                     match step {
                         Step::Reply(reply) => if send_msg(socket, &reply).await.is_err() { break End::Gone },
-                        Step::Store(incoming) => if let Err(end) = self.store(incoming, &mut pending).await { break end },
+                        // Boxed: the hand-off's state (432 bytes) lives only while it runs, not in
+                        // every idle connection's task.
+                        Step::Store(incoming) => if let Err(end) = Box::pin(self.store(incoming, &mut pending)).await { break end },
                         Step::Nothing => {}
                     }
                     // Over its frame rate, the device is read later, never refused.
