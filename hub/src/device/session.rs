@@ -146,6 +146,7 @@ pub fn run(
         // Shutdown reaches a streaming session as a kick (`ConnectedDevices::kick_all`); one
         // that registered just after it sees the flag.
         let end = if *app.shutdown.borrow() {
+            app.devices.unregister(&registration);
             close(CloseReason::Shutdown, 1001, "hub shutting down")
         } else {
             session.stream(&mut socket, registration).await
