@@ -216,6 +216,7 @@ async fn live_upgrade(
             .into_response();
     };
     Metrics::inc(&app.metrics.live_connections_total, 1);
+    let events = app.live.subscribe();
     ws.read_buffer_size(live::client::MAX_CLIENT_MESSAGE_BYTES)
         .max_message_size(live::client::MAX_CLIENT_MESSAGE_BYTES)
         .max_frame_size(live::client::MAX_CLIENT_MESSAGE_BYTES)
@@ -224,7 +225,7 @@ async fn live_upgrade(
             live.spawn_client(async move {
                 live::client::serve(
                     socket,
-                    app.live.clone(),
+                    events,
                     app.shutdown.clone(),
                     app.config.ping_interval,
                 )

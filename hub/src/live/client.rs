@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, watch};
 use tokio::time::{Instant, MissedTickBehavior};
 
-use super::{LiveEvent, LiveFanout, event::Lagged};
+use super::{LiveEvent, event::Lagged};
 
 /// Devices one client may name in its subscription.
 pub const MAX_SUBSCRIBED_DEVICES: usize = 1024;
@@ -223,13 +223,15 @@ async fn send_events(
 }
 
 /// Serve one live client until it leaves, dies, or the hub shuts down.
+///
+/// `events` is subscribed before the upgrade is answered, so every event published after the
+/// client saw its `101` reaches it, however late its task first runs on the live thread.
 pub async fn serve(
     mut socket: WebSocket,
-    fanout: LiveFanout,
+    mut events: broadcast::Receiver<Arc<LiveEvent>>,
     mut shutdown: watch::Receiver<bool>,
     ping_interval: Duration,
 ) {
-    let mut events = fanout.subscribe();
     let mut subscription = Subscription::everything();
     let mut ping = tokio::time::interval(ping_interval);
     ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
