@@ -5,8 +5,9 @@
 //!
 //! One pass over the series finds the step counts of the coarsest decimal step that gives
 //! every value back ([`StepCounter`]) and prices all 16 decimal codecs at once: a table gives a
-//! code's price under all eight Rice parameters as eight 16-bit lanes of a `u128`, so a value
-//! costs two table loads and two additions, and a few word-wide operations find the cheapest.
+//! code's price under all eight Rice parameters as eight 16-bit lanes ([`Lanes`]), so a value
+//! costs two table lookups and two lane-wise additions (one vector instruction each where the
+//! target has them), and a few word-wide operations find the cheapest.
 //! XOR is priced only when a decimal codec might lose to it, after cheaper lower bounds: a
 //! repeat takes 1 XOR bit, a change at least 3.
 
@@ -67,40 +68,41 @@ fn xor_bits(values: &[u32]) -> u64 {
 
 /// If every one of `values` (at least one) is a whole number of `step`s, the cheapest of the 16
 /// codecs of `step`'s decimals, the first among equals, and its bits, header included; `steps`
-/// (as long as `values`) is left holding the step counts. One pass finds the step counts and
-/// prices them.
+/// (as long as `values`) is left holding the step counts. One pass finds the step counts, the
+/// next prices them: apart, each loop keeps what it works on in registers.
 fn decimal_price(values: &[u32], steps: &mut [i64], step: Decimal) -> Option<(u64, Decimal)> {
-    let ((&first_bits, values), (first, steps)) = (values.split_first()?, steps.split_first_mut()?);
-    let counter = StepCounter::new(step, first_bits);
-    *first = counter.steps(first_bits)?;
-    let (mut prev, mut prev_delta) = (*first, 0i64);
-    // Each code's bits under every Rice parameter, as lanes: deltas, then delta-of-deltas.
-    let (mut deltas, mut delta_of_deltas) = (0u128, 0u128);
+    let counter = StepCounter::new(step, *values.first()?);
     for (&bits, slot) in values.iter().zip(steps.iter_mut()) {
-        let steps = counter.steps(bits)?;
-        *slot = steps;
-        let delta = steps.wrapping_sub(prev);
-        // Wrapping: past [`LANE_CODES`] the lanes are not used.
-        deltas = deltas.wrapping_add(lanes_of(delta));
-        delta_of_deltas = delta_of_deltas.wrapping_add(lanes_of(delta.wrapping_sub(prev_delta)));
-        (prev, prev_delta) = (steps, delta);
+        *slot = counter.steps(bits)?;
     }
-    let (bits, index) = if steps.len() <= LANE_CODES {
-        first_least_lane([
-            deltas as u64,
-            (deltas >> 64) as u64,
-            delta_of_deltas as u64,
-            (delta_of_deltas >> 64) as u64,
-        ])
+    let (&first, rest) = steps.split_first()?;
+    let (bits, index) = if rest.len() <= LANE_CODES {
+        first_least_lane(lane_prices(first, rest))
     } else {
-        long_series_cheapest(*first, steps)
+        long_series_cheapest(first, rest)
     };
     let decimal = Decimal {
         delta_of_delta: index >= LANES as u32,
         rice_k: index % LANES as u32,
         ..step
     };
-    Some((8 * u64::from(varint_len(zigzag(*first))) + bits, decimal))
+    Some((8 * u64::from(varint_len(zigzag(first))) + bits, decimal))
+}
+
+/// The bits of the codes of the step counts `first, rest...` under every Rice parameter, as
+/// the lanes of four words: deltas with k = 0..=3, 4..=7, then delta-of-deltas likewise.
+/// Wrapping: past [`LANE_CODES`] codes the lanes are not used.
+fn lane_prices(first: i64, rest: &[i64]) -> [u64; 4] {
+    let (mut prev, mut prev_delta) = (first, 0i64);
+    let (mut deltas, mut delta_of_deltas) = (Lanes::ZERO, Lanes::ZERO);
+    for &steps in rest {
+        let delta = steps.wrapping_sub(prev);
+        deltas.add(lanes_of(delta));
+        delta_of_deltas.add(lanes_of(delta.wrapping_sub(prev_delta)));
+        (prev, prev_delta) = (steps, delta);
+    }
+    let (Lanes([d0, d1]), Lanes([o0, o1])) = (deltas, delta_of_deltas);
+    [d0, d1, o0, o1]
 }
 
 /// The least of the 16-bit lanes of `words` (each below 2^15), and the index of the first lane
@@ -178,66 +180,102 @@ pub(super) const fn rice_bits(z: u64, k: u32) -> u64 {
 
 const LANES: usize = MAX_RICE_K as usize + 1;
 
-/// A 1 in each 16-bit lane.
-const LANE_ONES: u128 = 0x0001_0001_0001_0001_0001_0001_0001_0001;
+/// A price under each Rice parameter, as 16-bit lanes of two words: k = 0..=3 in the first,
+/// lane k in bits 16k..16k+16, then k = 4..=7. Of one code, or summed over a series: the sums
+/// never carry from one lane into the next while the series has at most [`LANE_CODES`] codes.
+#[derive(Clone, Copy)]
+struct Lanes([u64; 2]);
 
-/// The Rice prices of `z` for k = 0..=7, lane k in bits 16k..16k+16.
-const fn lanes(z: u64) -> u128 {
-    let mut packed = 0;
-    let mut k = 0;
-    while k < LANES as u32 {
-        packed |= (rice_bits(z, k) as u128) << (16 * k);
-        k += 1;
+impl Lanes {
+    const ZERO: Self = Self([0; 2]);
+
+    #[inline(always)]
+    fn add(&mut self, other: &Self) {
+        self.0[0] = self.0[0].wrapping_add(other.0[0]);
+        self.0[1] = self.0[1].wrapping_add(other.0[1]);
     }
-    packed
+
+    /// The same price in every lane.
+    const fn splat(price: u16) -> Self {
+        let word = price as u64 * 0x0001_0001_0001_0001;
+        Self([word, word])
+    }
+
+    /// The Rice prices of `z`.
+    const fn of_zigzag(z: u64) -> Self {
+        let mut words = [0; 2];
+        let mut k = 0;
+        while k < LANES {
+            words[k / 4] |= rice_bits(z, k as u32) << (16 * (k % 4));
+            k += 1;
+        }
+        Self(words)
+    }
+
+    #[cfg(test)]
+    fn lane(&self, k: usize) -> u64 {
+        (self.0[k / 4] >> (16 * (k % 4))) & 0xffff
+    }
 }
 
-/// [`lanes`] of the zigzag of every code from -64 to 63 (zigzags below 128), each at its code
+/// [`Lanes`] of the zigzag of every code from -64 to 63 (zigzags below 128), each at its code
 /// plus 64: indexed by the code itself, with no zigzag.
-const SMALL: [u128; 128] = {
-    let mut table = [0; 128];
+static SMALL: [Lanes; 128] = {
+    let mut table = [Lanes::ZERO; 128];
     let mut i = 0;
     while i < 128 {
-        table[i] = lanes(zigzag(i as i64 - 64));
+        table[i] = Lanes::of_zigzag(zigzag(i as i64 - 64));
         i += 1;
     }
     table
 };
 
-/// [`lanes`] of `z` in 128..1024, by `z >> 5`: for k < 5 the quotient is 8 or more and the
+/// [`Lanes`] of `z` in 128..1024, by `z >> 5`: for k < 5 the quotient is 8 or more and the
 /// escape's length depends on `z >> 5` alone, and for k >= 5 so does the quotient.
-const MID: [u128; 32] = {
-    let mut table = [0; 32];
+static MID: [Lanes; 32] = {
+    let mut table = [Lanes::ZERO; 32];
     let mut i = 0;
     while i < 32 {
-        table[i] = lanes((i as u64) << 5);
+        table[i] = Lanes::of_zigzag((i as u64) << 5);
         i += 1;
     }
     table
 };
 
-/// [`lanes`] of the zigzag of `code`.
+/// [`Lanes`] of the zigzag of `code`.
 #[inline(always)]
-fn lanes_of(code: i64) -> u128 {
+fn lanes_of(code: i64) -> &'static Lanes {
     match SMALL.get(code.wrapping_add(64) as usize) {
-        Some(&lanes) => lanes,
+        Some(lanes) => lanes,
         None => wide_lanes_of(zigzag(code)),
     }
 }
 
-/// [`lanes`] of a zigzag `z` from 128 on, out of the way of the loops (sensor noise makes
-/// small codes). From 1024 on, every k escapes: `z >> 7` is 8 or more.
+/// [`Lanes`] of a zigzag `z` from 128 on, out of the way of the loops (sensor noise makes
+/// small codes). From 1024 on, every k escapes: `z >> 7` is 8 or more, and the price is the
+/// escape's, by the length of `z`.
 #[cold]
 #[inline(never)]
-fn wide_lanes_of(z: u64) -> u128 {
+fn wide_lanes_of(z: u64) -> &'static Lanes {
     if z < 1024 {
-        MID[(z >> 5) as usize]
+        &MID[(z >> 5) as usize]
     } else {
-        u128::from(RICE_ESCAPE + 6 + (64 - z.leading_zeros())) * LANE_ONES
+        &ESCAPES[z.leading_zeros() as usize]
     }
 }
 
-/// Codes whose prices a `u128` of 16-bit lanes sums to below 2^15, as [`first_least_lane`]
+/// [`Lanes`] of an escape for every `leading_zeros` of its `z`.
+static ESCAPES: [Lanes; 65] = {
+    let mut table = [Lanes::ZERO; 65];
+    let mut zeros = 0;
+    while zeros < 65 {
+        table[zeros] = Lanes::splat((RICE_ESCAPE + 6 + (64 - zeros as u32)) as u16);
+        zeros += 1;
+    }
+    table
+};
+
+/// Codes whose prices [`Lanes`] sum to below 2^15, as [`first_least_lane`]
 /// needs: a code costs at most 8 + 6 + 64 bits. A series of a batch within the limit has
 /// fewer.
 const LANE_CODES: usize = 0x7fff / 78;
@@ -253,35 +291,22 @@ mod tests {
         zs.extend((10..64).flat_map(|b| [(1u64 << b) - 1, 1 << b, (1 << b) + 1]));
         zs.push(u64::MAX);
         for z in zs {
-            let packed = lanes_of(super::super::bytes::unzigzag(z));
+            let lanes = lanes_of(super::super::bytes::unzigzag(z));
             for k in 0..LANES as u32 {
-                let lane = u64::from((packed >> (16 * k)) as u16);
+                let lane = lanes.lane(k as usize);
                 assert_eq!(lane, rice_bits(z, k), "z {z} k {k}");
             }
         }
     }
 
-    /// The lanes [`decimal_price`] sums: deltas, then delta-of-deltas.
-    fn lane_prices(first: i64, rest: &[i64]) -> (u128, u128) {
-        let (mut prev, mut prev_delta) = (first, 0i64);
-        let (mut deltas, mut delta_of_deltas) = (0u128, 0u128);
-        for &steps in rest {
-            let delta = steps.wrapping_sub(prev);
-            deltas += lanes_of(delta);
-            delta_of_deltas += lanes_of(delta.wrapping_sub(prev_delta));
-            (prev, prev_delta) = (steps, delta);
-        }
-        (deltas, delta_of_deltas)
-    }
-
     #[test]
     fn lanes_hold_the_dearest_codes_of_a_series_below_2_to_15() {
-        let (deltas, _) = lane_prices(0, &[i64::MIN, 0].repeat(LANE_CODES / 2));
+        let words = lane_prices(0, &[i64::MIN, 0].repeat(LANE_CODES / 2));
         for k in 0..LANES {
-            assert!(((deltas >> (16 * k)) as u16) < 0x8000);
+            assert!(((words[k / 4] >> (16 * (k % 4))) as u16) < 0x8000);
         }
         assert_eq!(
-            deltas as u16,
+            words[0] as u16,
             rice_bits(u64::MAX, 0) as u16 * LANE_CODES as u16
         );
     }
@@ -313,13 +338,7 @@ mod tests {
         steps.extend([1 << 40, -5, i64::MAX, i64::MIN, 3]);
         for len in [1, 2, 9, 300, LANE_CODES + 1] {
             let (first, rest) = steps[..len].split_first().unwrap();
-            let (deltas, delta_of_deltas) = lane_prices(*first, rest);
-            let words = [
-                deltas as u64,
-                (deltas >> 64) as u64,
-                delta_of_deltas as u64,
-                (delta_of_deltas >> 64) as u64,
-            ];
+            let words = lane_prices(*first, rest);
             assert_eq!(
                 long_series_cheapest(*first, rest),
                 first_least_lane(words),
@@ -342,13 +361,7 @@ mod tests {
         assert_eq!(decimal_price(&values, &mut steps, at(1)), None);
         let (bits, decimal) = decimal_price(&values, &mut steps, at(2)).unwrap();
         assert_eq!(steps, [2001, 2005, 2004, 2008, 2008, 1950]);
-        let (deltas, delta_of_deltas) = lane_prices(2001, &steps[1..]);
-        let words = [
-            deltas as u64,
-            (deltas >> 64) as u64,
-            delta_of_deltas as u64,
-            (delta_of_deltas >> 64) as u64,
-        ];
+        let words = lane_prices(2001, &steps[1..]);
         let (code_bits, index) = first_least_lane(words);
         assert_eq!(bits, 16 + code_bits);
         assert_eq!(
