@@ -126,6 +126,7 @@ pub async fn run(
     tracing::info!(%addr, "hub listening");
 
     tokio::spawn(close_revoked_devices(state.clone()));
+    tokio::spawn(ping_devices(state.clone()));
     let server = tokio::spawn(listener::serve(
         listener::Listener {
             listener,
@@ -257,6 +258,21 @@ async fn close_revoked_devices(state: AppState) {
                 }
             }
             Err(e) => tracing::warn!(error = %e, "could not read revoked devices"),
+        }
+    }
+}
+
+/// The ping round of every device connection, from one timer: each session checks that its
+/// device was heard from within the heartbeat timeout and pings it (`device::session`).
+async fn ping_devices(state: AppState) {
+    let mut shutdown = state.shutdown.clone();
+    let period = state.config.ping_interval;
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => state.devices.ping_all(),
+            _ = shutdown.changed() => return,
         }
     }
 }

@@ -80,6 +80,49 @@ async fn an_unknown_or_missing_subprotocol_is_refused() -> anyhow::Result<()> {
     s.good_device_unharmed().await
 }
 
+/// A raw HTTP/1.1 request to the device door; the status line and body of the answer.
+async fn raw_device_request(s: &Scene, extra_headers: &str) -> anyhow::Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(s.hub.addr).await?;
+    let request = format!(
+        "GET /ws/device HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\n\
+         Sec-WebSocket-Protocol: {}\r\n{extra_headers}Connection: close\r\n\r\n",
+        s.hub.addr,
+        s.bad_token,
+        shared::SUBPROTOCOL
+    );
+    tcp.write_all(request.as_bytes()).await?;
+    let mut answer = String::new();
+    tokio::time::timeout(WAIT, tcp.read_to_string(&mut answer)).await??;
+    Ok(answer)
+}
+
+#[tokio::test]
+async fn a_request_that_is_not_a_websocket_upgrade_gets_400_saying_what_is_missing()
+-> anyhow::Result<()> {
+    let s = scene().await?;
+    let plain = raw_device_request(&s, "").await?;
+    assert!(plain.starts_with("HTTP/1.1 400"), "{plain}");
+    assert!(
+        plain.contains("`Connection` does not include `upgrade`"),
+        "{plain}"
+    );
+    // Asks to upgrade (Connection: close here is one more token of the same header), but in
+    // an old WebSocket version.
+    let old_version = raw_device_request(
+        &s,
+        "Upgrade: websocket\r\nSec-WebSocket-Version: 8\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nConnection: Upgrade\r\n",
+    )
+    .await?;
+    assert!(old_version.starts_with("HTTP/1.1 400"), "{old_version}");
+    assert!(
+        old_version.contains("`Sec-WebSocket-Version` must be 13"),
+        "{old_version}"
+    );
+    s.good_device_unharmed().await
+}
+
 #[tokio::test]
 async fn a_text_frame_gets_1003() -> anyhow::Result<()> {
     let s = scene().await?;

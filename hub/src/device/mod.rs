@@ -12,9 +12,11 @@ pub mod rate;
 pub mod registry;
 pub mod session;
 
-use axum::extract::{State, WebSocketUpgrade};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use hyper::upgrade::OnUpgrade;
 
 use crate::auth;
 use crate::metrics::Metrics;
@@ -36,11 +38,22 @@ pub const DEVICE_SOCKET_BUFFER: usize = 512;
 /// then be reset before the device reads the close frame).
 pub const DEVICE_READ_LIMIT: usize = 4 * shared::limits::MAX_DEVICE_FRAME_BYTES;
 
-pub async fn upgrade(
-    State(app): State<AppState>,
-    headers: HeaderMap,
-    ws: WebSocketUpgrade,
-) -> Response {
+/// The upgrade is done here rather than by axum's `WebSocketUpgrade`, whose task keeps its
+/// captured request state (about 150 bytes) for the connection's whole life: the session's
+/// task is spawned directly and builds its socket itself (`session::run`).
+pub async fn upgrade(State(app): State<AppState>, mut request: Request) -> Response {
+    let key = match websocket_key(request.headers()) {
+        Ok(key) => key.clone(),
+        Err(refusal) => return (StatusCode::BAD_REQUEST, format!("{refusal}\n")).into_response(),
+    };
+    let Some(on_upgrade) = request.extensions_mut().remove::<OnUpgrade>() else {
+        return (
+            StatusCode::UPGRADE_REQUIRED,
+            "this connection cannot be upgraded to a WebSocket\n",
+        )
+            .into_response();
+    };
+    let headers = request.headers();
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -78,10 +91,8 @@ pub async fn upgrade(
                 .into_response();
         }
     };
-    let speaks_ours = ws.requested_protocols().any(|p| {
-        p.to_str()
-            .is_ok_and(|list| list.split(',').any(|p| p.trim() == shared::SUBPROTOCOL))
-    });
+    let speaks_ours =
+        header_tokens(headers, header::SEC_WEBSOCKET_PROTOCOL).any(|p| p == shared::SUBPROTOCOL);
     if !speaks_ours {
         return (
             StatusCode::BAD_REQUEST,
@@ -93,11 +104,56 @@ pub async fn upgrade(
             .into_response();
     }
     Metrics::inc(&app.metrics.device_connections_total, 1);
-    ws.protocols([shared::SUBPROTOCOL])
+    // The session starts once hyper hands over the connection, after this response is sent.
+    tokio::spawn(session::run(on_upgrade, app, device.id, device.name.into()));
+    let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
+    Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header(header::CONNECTION, "upgrade")
+        .header(header::UPGRADE, "websocket")
+        .header(header::SEC_WEBSOCKET_ACCEPT, accept)
+        .header(header::SEC_WEBSOCKET_PROTOCOL, shared::SUBPROTOCOL)
+        .body(Body::empty())
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+/// The socket settings of a device connection (see the constants above).
+fn socket_config() -> tungstenite::protocol::WebSocketConfig {
+    tungstenite::protocol::WebSocketConfig::default()
         .read_buffer_size(DEVICE_SOCKET_BUFFER)
         .write_buffer_size(0)
         .max_write_buffer_size(64 * 1024)
-        .max_message_size(DEVICE_READ_LIMIT)
-        .max_frame_size(DEVICE_READ_LIMIT)
-        .on_upgrade(move |socket| session::run(socket, app, device.id, device.name.into()))
+        .max_message_size(Some(DEVICE_READ_LIMIT))
+        .max_frame_size(Some(DEVICE_READ_LIMIT))
+}
+
+/// The request's `Sec-WebSocket-Key`, once its headers ask for a WebSocket (RFC 6455,
+/// section 4.2.1), or what is missing.
+fn websocket_key(headers: &HeaderMap) -> Result<&HeaderValue, &'static str> {
+    if !header_tokens(headers, header::CONNECTION).any(|t| t.eq_ignore_ascii_case("upgrade")) {
+        return Err("not a WebSocket request: `Connection` does not include `upgrade`");
+    }
+    if !header_tokens(headers, header::UPGRADE).any(|t| t.eq_ignore_ascii_case("websocket")) {
+        return Err("not a WebSocket request: `Upgrade` does not include `websocket`");
+    }
+    if headers
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .map(HeaderValue::as_bytes)
+        != Some(b"13")
+    {
+        return Err("unsupported WebSocket version: `Sec-WebSocket-Version` must be 13");
+    }
+    headers
+        .get(header::SEC_WEBSOCKET_KEY)
+        .ok_or("not a WebSocket request: no `Sec-WebSocket-Key`")
+}
+
+/// The comma-separated values of every `name` header, trimmed.
+fn header_tokens(headers: &HeaderMap, name: header::HeaderName) -> impl Iterator<Item = &str> {
+    headers
+        .get_all(name)
+        .into_iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
 }

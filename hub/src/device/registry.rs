@@ -4,9 +4,13 @@
 //! closed with 4000); revocation kicks the open connection. A connection only reports its
 //! device offline if it is still the current one, so a replaced socket closing late never
 //! marks a live device offline.
+//!
+//! The registry also rings every session's ping round: one timer for the hub
+//! ([`ConnectedDevices::ping_all`], every `ping_interval`) instead of one per connection, which
+//! an idle connection would keep allocated for its whole life.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use shared::CloseReason;
@@ -30,12 +34,22 @@ pub struct Registration {
     pub kick: Arc<Kick>,
 }
 
-/// Tells one session to close, and why: a reason and a wake-up, about 80 bytes per
-/// connection (a `watch` channel took 344).
+/// Tells one session to close, and why, or that its ping is due: about 80 bytes per
+/// connection (a `watch` channel took 344, a ping `Interval` 136 more).
 #[derive(Default)]
 pub struct Kick {
     reason: Mutex<Option<CloseReason>>,
+    ping_due: AtomicBool,
     notify: Notify,
+}
+
+/// What woke a streaming session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    /// Close, for this reason.
+    Close(CloseReason),
+    /// The ping round: check the device was heard from lately and ping it.
+    PingDue,
 }
 
 impl Kick {
@@ -45,16 +59,35 @@ impl Kick {
         self.notify.notify_one();
     }
 
+    fn ping(&self) {
+        self.ping_due.store(true, Ordering::Release);
+        self.notify.notify_one();
+    }
+
     /// Why the session was told to close, if it was.
     pub fn reason(&self) -> Option<CloseReason> {
         *self.reason.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Resolves once the session is told to close.
+    /// Resolves once the session is told to close. A ping round meanwhile stays due for
+    /// [`Kick::next`].
     pub async fn kicked(&self) -> CloseReason {
         loop {
             if let Some(reason) = self.reason() {
                 return reason;
+            }
+            self.notify.notified().await;
+        }
+    }
+
+    /// The next signal: a close (which stays, and wins over a due ping) or a ping round.
+    pub async fn next(&self) -> Signal {
+        loop {
+            if let Some(reason) = self.reason() {
+                return Signal::Close(reason);
+            }
+            if self.ping_due.swap(false, Ordering::AcqRel) {
+                return Signal::PingDue;
             }
             self.notify.notified().await;
         }
@@ -107,6 +140,14 @@ impl ConnectedDevices {
         let current = self.current.lock().unwrap_or_else(|e| e.into_inner());
         for entry in current.values() {
             entry.kick.send(reason);
+        }
+    }
+
+    /// Ring the ping round of every connected device.
+    pub fn ping_all(&self) {
+        let current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        for entry in current.values() {
+            entry.kick.ping();
         }
     }
 
@@ -169,6 +210,35 @@ mod tests {
             .await
             .expect("resolves at once");
         assert_eq!(reason, CloseReason::Revoked);
+    }
+
+    /// The session's next signal, or `None` when nothing comes within 50 ms.
+    async fn next(reg: &Registration) -> Option<Signal> {
+        tokio::time::timeout(std::time::Duration::from_millis(50), reg.kick.next())
+            .await
+            .ok()
+    }
+
+    #[tokio::test]
+    async fn a_ping_round_wakes_every_session_once_and_a_close_wins() {
+        let devices = ConnectedDevices::default();
+        let (a, b) = (devices.register(5), devices.register(6));
+        devices.ping_all();
+        assert_eq!(next(&a).await, Some(Signal::PingDue));
+        assert_eq!(next(&b).await, Some(Signal::PingDue));
+        assert_eq!(next(&a).await, None, "one round, one ping");
+        // A ping round before a kick that the session has not looked at yet: the close wins.
+        devices.ping_all();
+        devices.kick(5, CloseReason::Revoked);
+        assert_eq!(next(&a).await, Some(Signal::Close(CloseReason::Revoked)));
+        // Waiting for a close does not eat a due ping.
+        devices.ping_all();
+        assert!(
+            tokio::time::timeout(std::time::Duration::from_millis(50), b.kick.kicked())
+                .await
+                .is_err()
+        );
+        assert_eq!(next(&b).await, Some(Signal::PingDue));
     }
 
     #[tokio::test]

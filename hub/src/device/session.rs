@@ -13,14 +13,19 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
-use futures_util::FutureExt;
+use futures_util::{FutureExt, SinkExt, StreamExt};
+use hyper::upgrade::{OnUpgrade, Upgraded};
+use hyper_util::rt::TokioIo;
 use shared::payload::Point;
 use shared::{Batch, Clock, CloseReason, DeviceMsg, Hello, HubMsg, SensorSet, SeqVerdict};
-use tokio::time::{Instant, MissedTickBehavior};
+use tokio::time::Instant;
+use tokio_tungstenite::WebSocketStream;
+use tungstenite::Message;
+use tungstenite::protocol::Role;
+use tungstenite::protocol::frame::CloseFrame;
 
 use super::rate::{FramePacer, RateGuard};
-use super::registry::Registration;
+use super::registry::{Registration, Signal};
 use crate::live::LiveEvent;
 use crate::metrics::Metrics;
 use crate::server::AppState;
@@ -126,17 +131,30 @@ impl Pending {
     }
 }
 
-/// The whole connection. An `async move` block rather than an `async fn`: an async fn's
-/// arguments are stored twice in its future, and this future is what every connection keeps
-/// allocated for its whole life (see the idle-connection bench).
+/// A device's WebSocket, on the connection hyper hands over after the 101.
+type Socket = WebSocketStream<TokioIo<Upgraded>>;
+
+/// The whole connection, from hyper's hand-over. An `async move` block rather than an
+/// `async fn`: an async fn's arguments are stored twice in its future, and this future is what
+/// every connection keeps allocated for its whole life (see the idle-connection bench).
 #[allow(clippy::manual_async_fn)]
 pub fn run(
-    mut socket: WebSocket,
+    upgrade: OnUpgrade,
     app: AppState,
     device_id: DeviceId,
     name: Arc<str>,
 ) -> impl Future<Output = ()> + Send {
     async move {
+        let Ok(upgraded) = upgrade.await else {
+            // The client went away before the hand-over: nothing to close.
+            return;
+        };
+        let mut socket = WebSocketStream::from_raw_socket(
+            TokioIo::new(upgraded),
+            Role::Server,
+            Some(super::socket_config()),
+        )
+        .await;
         // Two awaits in turn, so the opening's state and the streaming state share their
         // bytes: an idle connection keeps only the streaming one.
         let (mut session, registration) = match open(&mut socket, &app, device_id, &name).await {
@@ -157,7 +175,7 @@ pub fn run(
 
 /// Hello within the timeout, its checks, Welcome: the session that streams from here on.
 async fn open(
-    socket: &mut WebSocket,
+    socket: &mut Socket,
     app: &AppState,
     device_id: DeviceId,
     name: &Arc<str>,
@@ -220,7 +238,7 @@ async fn open(
     Ok((session, registration))
 }
 
-async fn read_hello(socket: &mut WebSocket, app: &AppState) -> Result<Box<Hello>, End> {
+async fn read_hello(socket: &mut Socket, app: &AppState) -> Result<Box<Hello>, End> {
     loop {
         match *next_frame(socket, app).await? {
             DeviceMsg::Hello(hello) => return Ok(Box::new(hello)),
@@ -242,9 +260,9 @@ async fn read_hello(socket: &mut WebSocket, app: &AppState) -> Result<Box<Hello>
 /// The message is boxed: a `Batch` carries up to 256 readings inline (3 KiB), and a value held
 /// across an `.await` is part of the session's future, which every connection keeps allocated
 /// for its whole life, idle or not.
-async fn next_frame(socket: &mut WebSocket, app: &AppState) -> Result<Box<DeviceMsg>, End> {
+async fn next_frame(socket: &mut Socket, app: &AppState) -> Result<Box<DeviceMsg>, End> {
     loop {
-        let message = match socket.recv().await {
+        let message = match socket.next().await {
             None => return Err(End::Gone),
             Some(Ok(m)) => m,
             Some(Err(e)) => return Err(read_error(e)),
@@ -256,7 +274,7 @@ async fn next_frame(socket: &mut WebSocket, app: &AppState) -> Result<Box<Device
                 return Err(close(CloseReason::BadFrame, 1003, "binary frames only"));
             }
             Message::Close(_) => return Err(End::Gone),
-            Message::Ping(_) | Message::Pong(_) => continue,
+            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => continue,
         }
     }
 }
@@ -280,14 +298,11 @@ fn decode_frame(bytes: &[u8], app: &AppState) -> Result<Box<DeviceMsg>, End> {
 
 /// A read error: a message over the size limit gets 1009; anything else means the socket is
 /// broken and there is no one to tell.
-fn read_error(e: axum::Error) -> End {
-    let inner = e.into_inner();
-    match inner.downcast_ref::<tungstenite::Error>() {
-        Some(tungstenite::Error::Capacity(_)) => {
-            close(CloseReason::BadFrame, 1009, "frame too large")
-        }
-        Some(tungstenite::Error::Utf8(_)) => close(CloseReason::BadFrame, 1007, "invalid UTF-8"),
-        Some(tungstenite::Error::Protocol(_)) => close(
+fn read_error(e: tungstenite::Error) -> End {
+    match e {
+        tungstenite::Error::Capacity(_) => close(CloseReason::BadFrame, 1009, "frame too large"),
+        tungstenite::Error::Utf8(_) => close(CloseReason::BadFrame, 1007, "invalid UTF-8"),
+        tungstenite::Error::Protocol(_) => close(
             CloseReason::PolicyViolation,
             1002,
             "WebSocket protocol error",
@@ -297,11 +312,9 @@ fn read_error(e: axum::Error) -> End {
 }
 
 impl Session {
-    async fn stream(&mut self, socket: &mut WebSocket, registration: Registration) -> End {
+    async fn stream(&mut self, socket: &mut Socket, registration: Registration) -> End {
         let app = self.app.clone();
         let mut pending = Pending::default();
-        let mut ping = tokio::time::interval(app.config.ping_interval);
-        ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let dead_after = (app.config.ping_interval * 3).max(Duration::from_millis(
             u64::from(app.config.device.heartbeat_ms) * 3,
         ));
@@ -345,13 +358,16 @@ impl Session {
                     if let Some(end) = failed { break end; }
                     if send_msg(socket, &HubMsg::Ack { seq: self.committed_seq }).await.is_err() { break End::Gone; }
                 }
-                _ = ping.tick() => {
-                    if last_heard.elapsed() > dead_after {
-                        break close(CloseReason::Timeout, 4001, "no traffic within the heartbeat timeout");
+                // The hub's one ping timer rings every session's round (`ping_all`).
+                signal = registration.kick.next() => match signal {
+                    Signal::Close(reason) => break kicked(reason),
+                    Signal::PingDue => {
+                        if last_heard.elapsed() > dead_after {
+                            break close(CloseReason::Timeout, 4001, "no traffic within the heartbeat timeout");
+                        }
+                        if socket.send(Message::Ping(Default::default())).await.is_err() { break End::Gone; }
                     }
-                    if socket.send(Message::Ping(Default::default())).await.is_err() { break End::Gone; }
-                }
-                reason = registration.kick.kicked() => break kicked(reason),
+                },
             }
         };
 
@@ -558,7 +574,7 @@ fn status_event(name: &Arc<str>, online: bool, firmware: Option<&str>) -> LiveEv
     LiveEvent::status(name.clone(), online, firmware, unix_ms())
 }
 
-async fn send_msg(socket: &mut WebSocket, msg: &HubMsg) -> Result<(), ()> {
+async fn send_msg(socket: &mut Socket, msg: &HubMsg) -> Result<(), ()> {
     let bytes = encode_hub(msg).ok_or(())?;
     socket
         .send(Message::Binary(bytes.into()))
@@ -575,18 +591,18 @@ fn encode_hub(msg: &HubMsg) -> Option<Vec<u8>> {
 }
 
 /// Say goodbye (when there is someone to tell) and close.
-async fn finish(socket: &mut WebSocket, end: End) {
+async fn finish(socket: &mut Socket, end: End) {
     if let End::Close { reason, code, text } = end {
         let _ = send_msg(socket, &HubMsg::Goodbye { reason }).await;
         let _ = socket
             .send(Message::Close(Some(CloseFrame {
-                code,
-                reason: Utf8Bytes::from_static(text),
+                code: code.into(),
+                reason: text.into(),
             })))
             .await;
         // Give the close handshake a moment so the device sees the code, bounded.
         let _ = tokio::time::timeout(Duration::from_secs(2), async {
-            while let Some(Ok(_)) = socket.recv().await {}
+            while let Some(Ok(_)) = socket.next().await {}
         })
         .await;
     }
