@@ -3,11 +3,13 @@
 //! `(sensor, ts_ms)` gives.
 //!
 //! The encoder reads the sorted points as two columns, timestamps and value bits, and one run
-//! per sensor in them. A counting sort by sensor places each point once; it is stable, so each
-//! run then holds its sensor's points in the order they came. Devices send each sensor's
-//! readings in time order, interleaved with the other sensors' (sample 1 of every sensor, then
-//! sample 2, ...), so a run is usually already in time order; the encoder sorts one that is
-//! not on its own, stably ([`sort_by_time`]), when it looks at the run's timestamps anyway.
+//! per sensor in them. Devices send each sensor's readings in time order, interleaved with the
+//! other sensors' in one order (sample 1 of every sensor, then sample 2, ...): then each
+//! sensor's points lie a period apart and are copied to its run directly. Any other order goes
+//! through a counting sort by sensor, which places each point once; both keep each sensor's
+//! points in the order they came, so a run is usually already in time order; the encoder sorts
+//! one that is not on its own, stably ([`sort_by_time`]), when it looks at the run's
+//! timestamps anyway.
 
 use alloc::vec::Vec;
 
@@ -43,9 +45,64 @@ pub(super) fn group_by_sensor(
 ) {
     debug_assert!(points.len() == ts.len() && points.len() == values.len() && runs.is_empty());
     // Small tables for the usual few sensors; tables for every sensor only when needed.
-    if !place_by_sensor::<MAX_SENSORS>(points, ts, values, runs) {
+    if !place_interleaved(points, ts, values, runs)
+        && !place_by_sensor::<MAX_SENSORS>(points, ts, values, runs)
+    {
         place_by_sensor::<256>(points, ts, values, runs);
     }
+}
+
+/// The points as devices send them: one per sensor per sample, the sensors in the same order
+/// every time, so each sensor's points lie a period apart and are copied to its run without
+/// counting; false (and nothing written) for any other order.
+fn place_interleaved(
+    points: &[Point],
+    ts: &mut [i64],
+    values: &mut [u32],
+    runs: &mut Runs,
+) -> bool {
+    let Some(first) = points.first() else {
+        return false;
+    };
+    // The period: where the first point's sensor comes again.
+    let period = points[1..]
+        .iter()
+        .position(|p| p.sensor == first.sensor)
+        .map_or(points.len(), |i| i + 1);
+    if period > MAX_SENSORS || !points.len().is_multiple_of(period) {
+        return false;
+    }
+    if points
+        .iter()
+        .zip(&points[period..])
+        .any(|(p, next)| p.sensor != next.sensor)
+    {
+        return false;
+    }
+    // The sensors of one period, ascending, each with where it first comes; a sensor twice in
+    // a period is not this order.
+    let mut sensors = [(0u8, 0usize); MAX_SENSORS];
+    for (slot, (entry, p)) in sensors.iter_mut().zip(&points[..period]).enumerate() {
+        *entry = (p.sensor, slot);
+    }
+    let sensors = &mut sensors[..period];
+    sensors.sort_unstable();
+    if sensors.windows(2).any(|pair| pair[0].0 == pair[1].0) {
+        return false;
+    }
+    let len = points.len() / period;
+    let columns = ts.chunks_exact_mut(len).zip(values.chunks_exact_mut(len));
+    for ((&(sensor, slot), (ts, values)), start) in
+        sensors.iter().zip(columns).zip((0..).step_by(len))
+    {
+        // At most `MAX_SENSORS` runs.
+        let _ = runs.push(Run { sensor, start, len });
+        for (samples, (t, v)) in points.chunks_exact(period).zip(ts.iter_mut().zip(values)) {
+            let p = &samples[slot];
+            (*t, *v) = (p.ts_ms, p.value.to_bits());
+        }
+    }
+    true
 }
 
 /// The counting sort by sensor, with a slot per sensor in order of first appearance; false
@@ -170,6 +227,26 @@ mod tests {
         let (columns, runs) = sorted(&points);
         assert_eq!(columns, stable_sorted(&points));
         assert_eq!(runs, [(1, 0, 3), (3, 3, 2), (9, 5, 1)]);
+    }
+
+    #[test]
+    fn sensors_repeating_in_one_order_come_out_as_a_stable_sort_puts_them() {
+        let sample = |t: i64, sensors: &[u8]| sensors.iter().map(|&s| p(s, t)).collect::<Vec<_>>();
+        let interleaved: Vec<Point> = (0..8).flat_map(|i| sample(1000 * i, &[7, 2, 5])).collect();
+        let (columns, runs) = sorted(&interleaved);
+        assert_eq!(columns, stable_sorted(&interleaved));
+        assert_eq!(runs, [(2, 0, 8), (5, 8, 8), (7, 16, 8)]);
+        // Almost that order: a sensor twice in a period, a period cut short, time going back
+        // within a sensor, a period changing its order.
+        let cases = [
+            [sample(0, &[1, 2, 2]), sample(1, &[1, 2, 2])].concat(),
+            [sample(0, &[1, 2, 3]), sample(1, &[1, 2])].concat(),
+            [sample(5, &[4, 3]), sample(1, &[4, 3]), sample(5, &[4, 3])].concat(),
+            [sample(0, &[1, 2, 3]), sample(1, &[1, 3, 2])].concat(),
+        ];
+        for points in cases {
+            assert_eq!(sorted(&points).0, stable_sorted(&points), "{points:?}");
+        }
     }
 
     #[test]

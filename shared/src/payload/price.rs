@@ -4,10 +4,10 @@
 //! exactly this rule.
 //!
 //! One pass over the series finds the step counts of the coarsest decimal step that gives
-//! every value back ([`StepCounter`]) and prices all 16 decimal codecs at once: a table gives a
-//! code's price under all eight Rice parameters as eight 16-bit lanes ([`Lanes`]), so a value
-//! costs two table lookups and two lane-wise additions (one vector instruction each where the
-//! target has them), and a few word-wide operations find the cheapest.
+//! every value back ([`StepCounter`]), the next prices all 16 decimal codecs at once: a table
+//! gives a code's price under all eight Rice parameters as eight 16-bit lanes of two words
+//! ([`Lanes`]), so a value costs two table lookups and four additions, and a few word-wide
+//! operations find the cheapest.
 //! XOR is priced only when a decimal codec might lose to it, after cheaper lower bounds: a
 //! repeat takes 1 XOR bit, a change at least 3.
 
