@@ -86,9 +86,13 @@ fn place_interleaved(
         *entry = (p.sensor, slot);
     }
     let sensors = &mut sensors[..period];
-    sensors.sort_unstable();
-    if sensors.windows(2).any(|pair| pair[0].0 == pair[1].0) {
-        return false;
+    let ascending = |sensors: &[(u8, usize)]| sensors.is_sorted_by(|a, b| a.0 < b.0);
+    // Devices usually list their sensors in order already.
+    if !ascending(sensors) {
+        sensors.sort_unstable();
+        if !ascending(sensors) {
+            return false;
+        }
     }
     let len = points.len() / period;
     let columns = ts.chunks_exact_mut(len).zip(values.chunks_exact_mut(len));
