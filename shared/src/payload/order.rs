@@ -54,7 +54,7 @@ pub(super) fn group_by_sensor(
 
 /// The points as devices send them: one per sensor per sample, the sensors in the same order
 /// every time, so each sensor's points lie a period apart and are copied to its run without
-/// counting; false (and nothing written) for any other order.
+/// counting; false (and no runs) for any other order, found at the latest while copying.
 fn place_interleaved(
     points: &[Point],
     ts: &mut [i64],
@@ -70,13 +70,6 @@ fn place_interleaved(
         .position(|p| p.sensor == first.sensor)
         .map_or(points.len(), |i| i + 1);
     if period > MAX_SENSORS || !points.len().is_multiple_of(period) {
-        return false;
-    }
-    if points
-        .iter()
-        .zip(&points[period..])
-        .any(|(p, next)| p.sensor != next.sensor)
-    {
         return false;
     }
     // The sensors of one period, ascending, each with where it first comes; a sensor twice in
@@ -103,6 +96,10 @@ fn place_interleaved(
         let _ = runs.push(Run { sensor, start, len });
         for (samples, (t, v)) in points.chunks_exact(period).zip(ts.iter_mut().zip(values)) {
             let p = &samples[slot];
+            if p.sensor != sensor {
+                runs.clear();
+                return false;
+            }
             (*t, *v) = (p.ts_ms, p.value.to_bits());
         }
     }

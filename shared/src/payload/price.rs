@@ -112,10 +112,11 @@ fn first_least_lane(words: [u64; 4]) -> (u64, u32) {
     const HIGH: u64 = 0x8000_8000_8000_8000;
     const LOW: u64 = 0x7fff_7fff_7fff_7fff;
     // Lane by lane: `(a | HIGH) - b` keeps a lane's high bit where a >= b, and borrows
-    // nothing from the next lane; that bit widened to the lane picks b.
+    // nothing from the next lane; that bit widened to the lane (a 1 times 0xffff, which
+    // carries nowhere) picks b.
     let least = |a: u64, b: u64| {
         let ge = ((a | HIGH) - b) & HIGH;
-        let pick_b = (ge - (ge >> 15)) | ge;
+        let pick_b = (ge >> 15) * 0xffff;
         a ^ ((a ^ b) & pick_b)
     };
     let least_of_all = |w: [u64; 4]| {
