@@ -243,6 +243,10 @@ struct Inner {
     health: Arc<Mutex<Health>>,
     shutting_down: Arc<AtomicBool>,
     writer: Mutex<Option<JoinHandle<()>>>,
+    /// The writer thread, to wake it when it must not wait for its group's deadline.
+    writer_thread: std::thread::Thread,
+    /// A group this large commits without waiting for the interval (the writer's own rule).
+    max_group: usize,
     /// Short device-management writes (add, revoke, Hello), beside the writer thread.
     admin: Mutex<Connection>,
     readers: Readers,
@@ -261,7 +265,9 @@ impl Store {
         let permits = Arc::new(Semaphore::new(cfg.queue_batches.max(1)));
         let shutting_down = Arc::new(AtomicBool::new(false));
         let (tx, rx) = mpsc::channel();
+        let max_group = (cfg.queue_batches.max(1) / 2).max(1);
         let writer = GroupCommit::new(
+            max_group,
             conn,
             rx,
             cfg.commit_interval,
@@ -274,6 +280,8 @@ impl Store {
             .spawn(move || writer.run())?;
         Ok(Store {
             inner: Arc::new(Inner {
+                writer_thread: handle.thread().clone(),
+                max_group,
                 commands: tx,
                 permits,
                 queue_batches: cfg.queue_batches.max(1),
@@ -307,7 +315,18 @@ impl Store {
                 _permit: permit,
             }))
             .map_err(|_| StoreError::Closed)?;
+        // The writer sleeps until its group's deadline unless the group gets this large.
+        if self.queued() >= self.inner.max_group {
+            self.inner.writer_thread.unpark();
+        }
         Ok(Ticket { rx })
+    }
+
+    /// Batches submitted and not yet answered.
+    fn queued(&self) -> usize {
+        self.inner
+            .queue_batches
+            .saturating_sub(self.inner.permits.available_permits())
     }
 
     /// Queue a batch and wait for its commit.
@@ -321,6 +340,7 @@ impl Store {
         let (reply, rx) = oneshot::channel();
         // A closed writer drops `reply`, and the ticket then says `Closed`.
         let _ = self.inner.commands.send(Command::Flush(reply));
+        self.inner.writer_thread.unpark();
         Ticket { rx }
     }
 
@@ -333,7 +353,10 @@ impl Store {
         self.inner.shutting_down.store(true, Ordering::SeqCst);
         let (reply, rx) = oneshot::channel();
         let result = match self.inner.commands.send(Command::Shutdown(reply)) {
-            Ok(()) => (Ticket { rx }).await,
+            Ok(()) => {
+                self.inner.writer_thread.unpark();
+                (Ticket { rx }).await
+            }
             Err(_) => Err(StoreError::Closed),
         };
         let handle = self
@@ -357,10 +380,7 @@ impl Store {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        health.queued_batches = self
-            .inner
-            .queue_batches
-            .saturating_sub(self.inner.permits.available_permits());
+        health.queued_batches = self.queued();
         health
     }
 

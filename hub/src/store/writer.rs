@@ -1,7 +1,11 @@
 //! [`GroupCommit`]: the writer thread. It owns the only connection that writes batches.
 //!
 //! It gathers the batches that arrive within `commit_interval` of the first one, stores them
-//! in one transaction, and only then answers each of them (the ack). A group that reaches half
+//! in one transaction, and only then answers each of them (the ack). While it gathers, it
+//! sleeps until the group's deadline and batches wait in the channel without waking it (a
+//! wake-up per batch cost the hub a futex call and two context switches per batch); the first
+//! batch of a group, a group reaching half the queue, a flush and shutdown wake it
+//! ([`super::Store`] unparks the thread). A group that reaches half
 //! the queue commits at once: waiting longer could not make it much bigger (the queue holds
 //! every uncommitted batch) and would only leave devices unread, so under a load above what
 //! the queue holds per interval the hub commits more often instead of stalling (measured in
@@ -11,7 +15,7 @@
 //! `Store::enqueue` waits and devices are read no further.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -63,12 +67,13 @@ pub struct GroupCommit {
     health: Arc<Mutex<Health>>,
     shutting_down: Arc<AtomicBool>,
     permits: Arc<Semaphore>,
-    /// Half the queue: a group this large commits without waiting for the interval.
+    /// A group this large commits without waiting for the interval (half the queue).
     max_group: usize,
 }
 
 impl GroupCommit {
     pub fn new(
+        max_group: usize,
         conn: Connection,
         rx: Receiver<Command>,
         interval: Duration,
@@ -76,8 +81,6 @@ impl GroupCommit {
         shutting_down: Arc<AtomicBool>,
         permits: Arc<Semaphore>,
     ) -> GroupCommit {
-        // Called before any batch is queued: every permit is available.
-        let max_group = (permits.available_permits() / 2).max(1);
         GroupCommit {
             conn,
             rx,
@@ -101,10 +104,16 @@ impl GroupCommit {
                 deadline = None;
             }
             let received = match deadline {
-                None => self.rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
-                Some(d) => self
-                    .rx
-                    .recv_timeout(d.saturating_duration_since(Instant::now())),
+                // Nothing gathered: block until the first batch (or command) arrives.
+                None => self.rx.recv().map_err(|_| TryRecvError::Disconnected),
+                Some(d) => match self.rx.try_recv() {
+                    Err(TryRecvError::Empty) => {
+                        // Woken early by `Store` (half the queue, flush, shutdown).
+                        std::thread::park_timeout(d.saturating_duration_since(Instant::now()));
+                        continue;
+                    }
+                    other => other,
+                },
             };
             match received {
                 Ok(Command::Batch(queued)) => {
@@ -119,9 +128,10 @@ impl GroupCommit {
                     let _ = reply.send(self.shutdown(&mut group));
                     return;
                 }
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => {
-                    // Every handle was dropped without `close`: finish the same way, unwaited.
+                Err(TryRecvError::Empty) => {}
+                Err(TryRecvError::Disconnected) => {
+                    // Every handle was dropped without `close`: finish the same way, unwaited
+                    // (noticed at once when idle, at the group's deadline when gathering).
                     self.shutting_down.store(true, Ordering::SeqCst);
                     if let Err(e) = self.shutdown(&mut group) {
                         tracing::error!(error = %e, "store shutdown after the last handle was dropped failed");
