@@ -19,21 +19,28 @@ use super::values::{Decimal, MAX_RICE_K, RICE_ESCAPE, ValueCodec, XorCode, XorWi
 /// `steps` (as long as `values`) is left holding the step counts of the values if the codec
 /// is decimal.
 pub(super) fn cheapest(values: &[u32], steps: &mut [i64]) -> ValueCodec {
-    // The coarsest step that gives every value back; finer ones only make bigger numbers.
-    // Steps coarser than the first value allows are not tried.
-    let fewest = values
-        .first()
-        .map_or(0, |&first| Decimal::fewest_decimals(f32::from_bits(first)));
-    let step = (fewest..4).map(|decimals| Decimal {
-        decimals,
-        delta_of_delta: false,
-        rice_k: 0,
-    });
-    let Some((bits, decimal)) = step
-        .into_iter()
-        .find_map(|step| decimal_price(values, steps, step))
-    else {
+    let Some(&first) = values.first() else {
         return ValueCodec::Xor;
+    };
+    // The coarsest step that gives every value back; finer ones only make bigger numbers.
+    // Steps coarser than a value allows are not tried: the first value's fewest decimals, then
+    // those of each value found without a step count.
+    let mut decimals = Decimal::fewest_decimals(f32::from_bits(first));
+    let (bits, decimal) = loop {
+        if decimals > 3 {
+            return ValueCodec::Xor;
+        }
+        let step = Decimal {
+            decimals,
+            delta_of_delta: false,
+            rice_k: 0,
+        };
+        match decimal_price(values, steps, step) {
+            Ok(found) => break found,
+            Err(without) => {
+                decimals = (decimals + 1).max(Decimal::fewest_decimals(f32::from_bits(without)));
+            }
+        }
     };
     // Lower bounds of the XOR codec's bits first, cheapest first: 32 bits for the first value,
     // then 1 for a repeat and at least 3 for a change.
@@ -68,14 +75,18 @@ fn xor_bits(values: &[u32]) -> u64 {
 
 /// If every one of `values` (at least one) is a whole number of `step`s, the cheapest of the 16
 /// codecs of `step`'s decimals, the first among equals, and its bits, header included; `steps`
-/// (as long as `values`) is left holding the step counts. One pass finds the step counts, the
-/// next prices them: apart, each loop keeps what it works on in registers.
-fn decimal_price(values: &[u32], steps: &mut [i64], step: Decimal) -> Option<(u64, Decimal)> {
-    let counter = StepCounter::new(step, *values.first()?);
+/// (as long as `values`) is left holding the step counts. Else the bits of the first value
+/// that is not. One pass finds the step counts, the next prices them: apart, each loop keeps
+/// what it works on in registers.
+fn decimal_price(values: &[u32], steps: &mut [i64], step: Decimal) -> Result<(u64, Decimal), u32> {
+    let counter = StepCounter::new(step, values.first().copied().unwrap_or_default());
     for (&bits, slot) in values.iter().zip(steps.iter_mut()) {
-        *slot = counter.steps(bits)?;
+        *slot = counter.steps(bits).ok_or(bits)?;
     }
-    let (&first, rest) = steps.split_first()?;
+    // No values: no codes (and no series has none).
+    let Some((&first, rest)) = steps.split_first() else {
+        return Ok((0, step));
+    };
     let (bits, index) = if rest.len() <= LANE_CODES {
         first_least_lane(lane_prices(first, rest))
     } else {
@@ -86,7 +97,7 @@ fn decimal_price(values: &[u32], steps: &mut [i64], step: Decimal) -> Option<(u6
         rice_k: index % LANES as u32,
         ..step
     };
-    Some((8 * u64::from(varint_len(zigzag(first))) + bits, decimal))
+    Ok((8 * u64::from(varint_len(zigzag(first))) + bits, decimal))
 }
 
 /// The bits of the codes of the step counts `first, rest...` under every Rice parameter, as
@@ -359,7 +370,10 @@ mod tests {
             delta_of_delta: false,
             rice_k: 0,
         };
-        assert_eq!(decimal_price(&values, &mut steps, at(1)), None);
+        assert_eq!(
+            decimal_price(&values, &mut steps, at(1)),
+            Err(20.01f32.to_bits())
+        );
         let (bits, decimal) = decimal_price(&values, &mut steps, at(2)).unwrap();
         assert_eq!(steps, [2001, 2005, 2004, 2008, 2008, 1950]);
         let words = lane_prices(2001, &steps[1..]);
