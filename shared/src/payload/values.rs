@@ -126,7 +126,7 @@ pub(super) fn write_codes(
 }
 
 /// The Rice codes of the zigzags of every code from -64 to 63 (zigzags below 128), each at
-/// its code plus 64, for each parameter: the code's bits, and its length in the top 8 bits
+/// its code plus 64, for each parameter: the code's bits above its length in the low 8 bits
 /// (at most 8 + 6 + 7 bits, for the escape).
 const SMALL_RICE_CODES: [[u32; 128]; 8] = {
     let mut table = [[0; 128]; 8];
@@ -135,7 +135,7 @@ const SMALL_RICE_CODES: [[u32; 128]; 8] = {
         let mut i = 0;
         while i < 128 {
             let (code, len) = rice_code(zigzag(i as i64 - 64), k as u32);
-            table[k][i] = (code as u32) | (len << 24);
+            table[k][i] = ((code as u32) << 8) | len;
             i += 1;
         }
         k += 1;
@@ -215,7 +215,7 @@ pub(super) fn read_codes(
 #[inline(always)]
 fn write_rice(bits: &mut BitWriter<'_>, small: &[u32; 128], code: i64, k: u32) {
     if let Some(&small) = small.get(code.wrapping_add(64) as usize) {
-        bits.short(u64::from(small & 0xff_ffff), small >> 24);
+        bits.short(u64::from(small >> 8), small & 0xff);
     } else {
         let [(head, head_len), (tail, tail_len)] = wide_rice_code(zigzag(code), k);
         bits.short(head, head_len);
