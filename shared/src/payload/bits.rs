@@ -10,17 +10,50 @@ use alloc::vec::Vec;
 
 use super::PayloadError;
 
-/// Appends bits to a byte vector.
-pub(super) struct BitWriter<'a> {
-    out: &'a mut Vec<u8>,
+/// Where a [`BitWriter`] stores its bytes.
+pub(super) trait ByteSink {
+    fn extend(&mut self, bytes: &[u8]);
+}
+
+impl ByteSink for Vec<u8> {
+    #[inline(always)]
+    fn extend(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+}
+
+/// Bytes written into a buffer sized beforehand for all of them.
+pub(super) struct FilledBuffer<'a> {
+    pub(super) bytes: &'a mut [u8],
+    pub(super) len: usize,
+}
+
+impl FilledBuffer<'_> {
+    pub(super) fn filled(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
+impl ByteSink for FilledBuffer<'_> {
+    #[inline(always)]
+    fn extend(&mut self, bytes: &[u8]) {
+        let end = self.len + bytes.len();
+        self.bytes[self.len..end].copy_from_slice(bytes);
+        self.len = end;
+    }
+}
+
+/// Appends bits to a byte sink.
+pub(super) struct BitWriter<'a, S: ByteSink = Vec<u8>> {
+    out: &'a mut S,
     /// Bits not yet stored, right-aligned; the bits above the lowest `len` are stale.
     acc: u64,
     /// Fewer than 32 between calls, so a field of up to 32 bits always fits in `acc`.
     len: u32,
 }
 
-impl<'a> BitWriter<'a> {
-    pub(super) fn new(out: &'a mut Vec<u8>) -> Self {
+impl<'a, S: ByteSink> BitWriter<'a, S> {
+    pub(super) fn new(out: &'a mut S) -> Self {
         Self {
             out,
             acc: 0,
@@ -56,7 +89,7 @@ impl<'a> BitWriter<'a> {
         if self.len >= 32 {
             self.len -= 32;
             let word = (self.acc >> self.len) as u32;
-            self.out.extend_from_slice(&word.to_be_bytes());
+            self.out.extend(&word.to_be_bytes());
         }
     }
 
@@ -64,8 +97,7 @@ impl<'a> BitWriter<'a> {
     pub(super) fn finish(self) {
         if self.len > 0 {
             let word = ((self.acc << (32 - self.len)) as u32).to_be_bytes();
-            self.out
-                .extend_from_slice(&word[..self.len.div_ceil(8) as usize]);
+            self.out.extend(&word[..self.len.div_ceil(8) as usize]);
         }
     }
 }

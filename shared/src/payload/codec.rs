@@ -5,7 +5,7 @@
 
 use alloc::vec::Vec;
 
-use super::bits::{BitReader, BitWriter};
+use super::bits::{BitReader, BitWriter, ByteSink, FilledBuffer};
 use super::bytes::{ByteCursor, unzigzag, write_varint, zigzag};
 use super::order::{Run, Runs};
 use super::values::{Start, ValueCodec};
@@ -42,78 +42,80 @@ pub fn encode(points: &[Point], out: &mut Vec<u8>) {
     let (mut values_on_stack, mut values_on_heap) = (heapless::Vec::new(), Vec::new());
     let (mut steps_on_stack, mut steps_on_heap) = (heapless::Vec::new(), Vec::new());
     let n = points.len();
-    let ts = column::<i64>(&mut ts_on_stack, &mut ts_on_heap, n);
-    let values = column::<u32>(&mut values_on_stack, &mut values_on_heap, n);
-    let steps = column::<i64>(&mut steps_on_stack, &mut steps_on_heap, n);
+    let ts = column::<i64, MAX_READINGS_PER_BATCH>(&mut ts_on_stack, &mut ts_on_heap, n);
+    let values =
+        column::<u32, MAX_READINGS_PER_BATCH>(&mut values_on_stack, &mut values_on_heap, n);
+    let steps = column::<i64, MAX_READINGS_PER_BATCH>(&mut steps_on_stack, &mut steps_on_heap, n);
+    // The bit stream follows every header, so it is gathered apart while the headers go to
+    // `out`, in a buffer sized for the most it can take.
+    let (mut stream_on_stack, mut stream_on_heap) = (heapless::Vec::new(), Vec::new());
+    let stream =
+        column::<u8, STREAM_BYTES>(&mut stream_on_stack, &mut stream_on_heap, stream_bytes(n));
+    let mut stream = FilledBuffer {
+        bytes: stream,
+        len: 0,
+    };
     let mut runs = Runs::new();
     super::order::group_by_sensor(points, ts, values, &mut runs);
 
-    let mut series: heapless::Vec<Series, 256> = heapless::Vec::new();
+    out.reserve(2 + runs.len() * 8 + n * 2);
+    out.push(FORMAT_VERSION);
+    write_varint(out, runs.len() as u64);
+    let mut bits = BitWriter::new(&mut stream);
     let mut prev: Option<Run> = None;
+    let mut prev_first_ts = 0i64;
+    // The delta predictor runs on across series: sensors of one device share a period, so a
+    // series' first delta costs as little as any other.
+    let mut prev_delta = 0i64;
     for &run in &runs {
-        let same_as_prev = |ts: &[i64]| prev.is_some_and(|p| ts[p.range()] == ts[run.range()]);
+        let range = run.range();
+        let same_as_prev = |ts: &[i64]| prev.is_some_and(|p| ts[p.range()] == ts[range.clone()]);
         // A run with the timestamps of the one before, which is sorted, is sorted too.
         let mut shares_timestamps = same_as_prev(ts);
-        if !shares_timestamps && !ts[run.range()].is_sorted() {
-            super::order::sort_by_time(&mut ts[run.range()], &mut values[run.range()]);
+        if !shares_timestamps && !ts[range.clone()].is_sorted() {
+            super::order::sort_by_time(&mut ts[range.clone()], &mut values[range.clone()]);
             shares_timestamps = same_as_prev(ts);
         }
-        let values = super::price::cheapest(&values[run.range()], &mut steps[run.range()]);
-        // One series per run, and at most 256 runs.
-        let _ = series.push(Series {
-            run,
-            shares_timestamps,
-            values,
-        });
-        prev = Some(run);
-    }
+        let (values, steps) = (&values[range.clone()], &mut steps[range.clone()]);
+        let codec = super::price::cheapest(values, steps);
 
-    out.reserve(2 + series.len() * 8 + n * 2);
-    out.push(FORMAT_VERSION);
-    write_varint(out, series.len() as u64);
-    let mut prev_first_ts = 0i64;
-    for s in &series {
-        out.push(s.run.sensor);
-        let shares = if s.shares_timestamps {
+        out.push(run.sensor);
+        let shares = if shares_timestamps {
             SHARES_TIMESTAMPS
         } else {
             0
         };
-        out.push(shares | s.values.mode_bits());
-        if !s.shares_timestamps {
-            let first_ts = ts[s.run.start];
-            write_varint(out, s.run.len as u64);
-            write_varint(out, zigzag(first_ts.wrapping_sub(prev_first_ts)));
-            prev_first_ts = first_ts;
+        out.push(shares | codec.mode_bits());
+        if !shares_timestamps {
+            let own = &ts[range];
+            write_varint(out, run.len as u64);
+            write_varint(out, zigzag(own[0].wrapping_sub(prev_first_ts)));
+            prev_first_ts = own[0];
+            for pair in own.windows(2) {
+                let delta = pair[1].wrapping_sub(pair[0]);
+                write_dod(&mut bits, delta.wrapping_sub(prev_delta));
+                prev_delta = delta;
+            }
         }
-        let range = s.run.range();
-        super::values::write_first(out, s.values, &values[range.clone()], &steps[range]);
-    }
-
-    let mut bits = BitWriter::new(out);
-    // The delta predictor runs on across series: sensors of one device share a period, so a
-    // series' first delta costs as little as any other.
-    let mut prev_delta = 0i64;
-    for s in &series {
-        let range = s.run.range();
-        let own_timestamps = if s.shares_timestamps {
-            &[][..]
-        } else {
-            &ts[range.clone()]
-        };
-        for pair in own_timestamps.windows(2) {
-            let delta = pair[1].wrapping_sub(pair[0]);
-            write_dod(&mut bits, delta.wrapping_sub(prev_delta));
-            prev_delta = delta;
-        }
-        super::values::write_codes(&mut bits, s.values, &values[range.clone()], &steps[range]);
+        super::values::write_first(out, codec, values, steps);
+        super::values::write_codes(&mut bits, codec, values, steps);
+        prev = Some(run);
     }
     bits.finish();
+    out.extend_from_slice(stream.filled());
 }
 
+/// The most bytes the bit stream of `points` points takes: per point, a delta-of-delta code
+/// (at most 5 + 64 bits) and a value code (at most 8 + 6 + 64 bits); then the padding.
+const fn stream_bytes(points: usize) -> usize {
+    (points * (69 + 78)).div_ceil(8) + 1
+}
+
+const STREAM_BYTES: usize = stream_bytes(MAX_READINGS_PER_BATCH);
+
 /// `len` zeros on the stack, or on the heap if there is no room there.
-fn column<'a, T: Copy + Default>(
-    on_stack: &'a mut heapless::Vec<T, MAX_READINGS_PER_BATCH>,
+fn column<'a, T: Copy + Default, const N: usize>(
+    on_stack: &'a mut heapless::Vec<T, N>,
     on_heap: &'a mut Vec<T>,
     len: usize,
 ) -> &'a mut [T] {
@@ -123,13 +125,6 @@ fn column<'a, T: Copy + Default>(
         on_heap.resize(len, T::default());
         on_heap
     }
-}
-
-/// The points of one sensor and how they are coded.
-struct Series {
-    run: Run,
-    shares_timestamps: bool,
-    values: ValueCodec,
 }
 
 /// Decode a payload, appending its points to `out`. On error `out` is left as it was.
@@ -258,7 +253,7 @@ fn decode_into(bytes: &[u8], out: &mut Vec<Point>) -> Result<(), PayloadError> {
 /// Delta-of-delta code: `0`, or one to four 1-bits and a 0-bit followed by a signed field of
 /// `DOD_BUCKET_BITS` bits, or five 1-bits followed by 64 bits.
 #[inline]
-fn write_dod(bits: &mut BitWriter<'_>, dod: i64) {
+fn write_dod(bits: &mut BitWriter<'_, impl ByteSink>, dod: i64) {
     if dod == 0 {
         bits.bit(false);
         return;

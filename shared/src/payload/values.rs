@@ -12,7 +12,7 @@
 
 use alloc::vec::Vec;
 
-use super::bits::{BitReader, BitWriter};
+use super::bits::{BitReader, BitWriter, ByteSink};
 use super::bytes::{ByteCursor, unzigzag, write_varint, zigzag};
 use super::{PayloadError, Point};
 
@@ -95,7 +95,7 @@ pub(super) fn write_first(out: &mut Vec<u8>, codec: ValueCodec, values: &[u32], 
 /// One code per value after the first, in the bit stream; `values` and `steps` as for
 /// [`write_first`].
 pub(super) fn write_codes(
-    bits: &mut BitWriter<'_>,
+    bits: &mut BitWriter<'_, impl ByteSink>,
     codec: ValueCodec,
     values: &[u32],
     steps: &[i64],
@@ -213,7 +213,7 @@ pub(super) fn read_codes(
 /// (that many 1-bits, then a 0-bit), then the `k` low bits of `z`; a quotient of
 /// [`RICE_ESCAPE`] or more as the escape. `small` is the row of [`SMALL_RICE_CODES`] for `k`.
 #[inline(always)]
-fn write_rice(bits: &mut BitWriter<'_>, small: &[u32; 128], code: i64, k: u32) {
+fn write_rice(bits: &mut BitWriter<'_, impl ByteSink>, small: &[u32; 128], code: i64, k: u32) {
     if let Some(&small) = small.get(code.wrapping_add(64) as usize) {
         bits.short(u64::from(small >> 8), small & 0xff);
     } else {
@@ -253,7 +253,7 @@ fn read_rice(bits: &mut BitReader<'_>, k: u32) -> Result<u64, PayloadError> {
 /// Per value after the first, its XOR with the previous one: `0` (same value), `10` + the
 /// XOR's bits inside the current window, or `11` + 5 bits of leading zeros + 5 bits of
 /// (meaningful length - 1) + the meaningful bits, which sets the window.
-fn write_xor(bits: &mut BitWriter<'_>, values: &[u32]) {
+fn write_xor(bits: &mut BitWriter<'_, impl ByteSink>, values: &[u32]) {
     let Some((&first, rest)) = values.split_first() else {
         return;
     };
