@@ -72,26 +72,23 @@ fn place_interleaved(
     if period > MAX_SENSORS || !points.len().is_multiple_of(period) {
         return false;
     }
-    // The sensors of one period, ascending, each with where it first comes; a sensor twice in
-    // a period is not this order.
-    let mut sensors = [(0u8, 0usize); MAX_SENSORS];
-    for (slot, (entry, p)) in sensors.iter_mut().zip(&points[..period]).enumerate() {
-        *entry = (p.sensor, slot);
-    }
-    let sensors = &mut sensors[..period];
-    let ascending = |sensors: &[(u8, usize)]| sensors.is_sorted_by(|a, b| a.0 < b.0);
+    // Where each sensor first comes, in the order of the sensors; a sensor twice in a period is
+    // not this order.
+    let mut slots: [u8; MAX_SENSORS] = core::array::from_fn(|slot| slot as u8);
+    let slots = &mut slots[..period];
+    let sensor_at = |slot: u8| points[usize::from(slot)].sensor;
+    let ascending = |slots: &[u8]| slots.is_sorted_by(|&a, &b| sensor_at(a) < sensor_at(b));
     // Devices usually list their sensors in order already.
-    if !ascending(sensors) {
-        sensors.sort_unstable();
-        if !ascending(sensors) {
+    if !ascending(slots) {
+        slots.sort_unstable_by_key(|&slot| sensor_at(slot));
+        if !ascending(slots) {
             return false;
         }
     }
     let len = points.len() / period;
     let columns = ts.chunks_exact_mut(len).zip(values.chunks_exact_mut(len));
-    for ((&(sensor, slot), (ts, values)), start) in
-        sensors.iter().zip(columns).zip((0..).step_by(len))
-    {
+    for ((&slot, (ts, values)), start) in slots.iter().zip(columns).zip((0..).step_by(len)) {
+        let (sensor, slot) = (sensor_at(slot), usize::from(slot));
         // At most `MAX_SENSORS` runs.
         let _ = runs.push(Run { sensor, start, len });
         for (samples, (t, v)) in points.chunks_exact(period).zip(ts.iter_mut().zip(values)) {
