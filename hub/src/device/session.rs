@@ -155,11 +155,13 @@ pub fn run(
             Some(super::socket_config()),
         )
         .await;
-        // Two awaits in turn, so the opening's state and the streaming state share their
-        // bytes: an idle connection keeps only the streaming one.
-        let (mut session, registration) = match open(&mut socket, &app, device_id, &name).await {
-            Ok(opened) => opened,
-            Err(end) => return finish(&mut socket, end).await,
+        // The opening's state (680 bytes) is boxed, so it is freed once the device streams
+        // instead of sizing the task every connection keeps for its whole life. A failed
+        // opening has said goodbye already.
+        let Some((mut session, registration)) =
+            Box::pin(open(&mut socket, &app, device_id, &name)).await
+        else {
+            return;
         };
         // Shutdown reaches a streaming session as a kick (`ConnectedDevices::kick_all`); one
         // that registered just after it sees the flag.
@@ -173,8 +175,24 @@ pub fn run(
     }
 }
 
-/// Hello within the timeout, its checks, Welcome: the session that streams from here on.
+/// The session that streams from here on, or `None` once a failed opening is closed.
 async fn open(
+    socket: &mut Socket,
+    app: &AppState,
+    device_id: DeviceId,
+    name: &Arc<str>,
+) -> Option<(Session, Registration)> {
+    match opening(socket, app, device_id, name).await {
+        Ok(opened) => Some(opened),
+        Err(end) => {
+            finish(socket, end).await;
+            None
+        }
+    }
+}
+
+/// Hello within the timeout, its checks, Welcome.
+async fn opening(
     socket: &mut Socket,
     app: &AppState,
     device_id: DeviceId,
@@ -338,11 +356,12 @@ impl Session {
                         Step::Store(incoming) => if let Err(end) = Box::pin(self.store(incoming, &mut pending)).await { break end },
                         Step::Nothing => {}
                     }
-                    // Over its frame rate, the device is read later, never refused.
+                    // Over its frame rate, the device is read later, never refused. The timer is
+                    // boxed: it lives only while the device waits, not in every idle connection.
                     let ready_at = pacer.ready_at();
                     if ready_at > last_heard {
                         tokio::select! {
-                            _ = tokio::time::sleep_until(ready_at) => {}
+                            _ = Box::pin(tokio::time::sleep_until(ready_at)) => {}
                             reason = registration.kick.kicked() => break kicked(reason),
                         }
                     }
