@@ -123,11 +123,10 @@ pub fn store_batch(
     };
 
     let mut dropped_before_delta = 0u32;
-    match (cursor.boot_id == Some(b.boot_id), earlier) {
-        (true, _) => {
-            tx.prepare_cached("UPDATE cursors SET last_seq = ?2, boot_dropped = max(boot_dropped, ?3) WHERE device_id = ?1")?
-                .execute(params![b.device_id, b.seq, b.dropped])?;
-        }
+    let current_boot = cursor.boot_id == Some(b.boot_id);
+    match (current_boot, earlier) {
+        // The usual case: the cursor's seq moves with the counters below, in one statement.
+        (true, _) => {}
         (false, Some((_, dropped))) => {
             tx.prepare_cached("UPDATE boots SET last_seq = ?3, dropped = max(dropped, ?4) WHERE device_id = ?1 AND boot_id = ?2")?
                 .execute(params![b.device_id, b.boot_id, b.seq, b.dropped])?;
@@ -168,15 +167,54 @@ pub fn store_batch(
         tx.prepare_cached("INSERT INTO late_batches (device_id, t_first_ms, batch_id, t_last_ms) VALUES (?1, ?2, ?3, ?4)")?
             .execute(params![b.device_id, b.t_first_ms, id, b.t_last_ms])?;
     }
-    tx.prepare_cached(
-        "UPDATE cursors SET dropped_before = dropped_before + ?2, stored_readings = stored_readings + ?3, \
-         stored_batches = stored_batches + 1, lost_batches = lost_batches + ?4, \
-         first_ts_ms = min(coalesce(first_ts_ms, ?5), ?5), last_ts_ms = max(coalesce(last_ts_ms, ?6), ?6), \
-         last_received_ms = max(coalesce(last_received_ms, ?7), ?7) WHERE device_id = ?1",
-    )?
-    .execute(params![b.device_id, dropped_before_delta, b.count, gap, b.t_first_ms, b.t_last_ms, b.received_ms])?;
+    let (t_first, t_last, received) = (b.t_first_ms, b.t_last_ms, b.received_ms);
+    if current_boot {
+        tx.prepare_cached(COUNT_IN_CURRENT_BOOT)?.execute(params![
+            b.device_id,
+            dropped_before_delta,
+            b.count,
+            gap,
+            t_first,
+            t_last,
+            received,
+            b.seq,
+            b.dropped
+        ])?;
+    } else {
+        tx.prepare_cached(COUNT)?.execute(params![
+            b.device_id,
+            dropped_before_delta,
+            b.count,
+            gap,
+            t_first,
+            t_last,
+            received
+        ])?;
+    }
     Ok(Ok(Committed::Stored { gap }))
 }
+
+/// What a stored batch adds to its device's cursor (`?1` the device, `?2`..`?7` the counts).
+macro_rules! cursor_counters {
+    () => {
+        "dropped_before = dropped_before + ?2, stored_readings = stored_readings + ?3, \
+         stored_batches = stored_batches + 1, lost_batches = lost_batches + ?4, \
+         first_ts_ms = min(coalesce(first_ts_ms, ?5), ?5), last_ts_ms = max(coalesce(last_ts_ms, ?6), ?6), \
+         last_received_ms = max(coalesce(last_received_ms, ?7), ?7)"
+    };
+}
+const COUNT: &str = concat!(
+    "UPDATE cursors SET ",
+    cursor_counters!(),
+    " WHERE device_id = ?1"
+);
+/// The usual case, a batch of the device's current boot: its seq (`?8`, `?9` the dropped
+/// count) moves in the same statement.
+const COUNT_IN_CURRENT_BOOT: &str = concat!(
+    "UPDATE cursors SET last_seq = ?8, boot_dropped = max(boot_dropped, ?9), ",
+    cursor_counters!(),
+    " WHERE device_id = ?1"
+);
 
 /// The device's cursor row; created on first use for a registered device, `None` for an
 /// unknown one.
