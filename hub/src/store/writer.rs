@@ -98,18 +98,25 @@ impl GroupCommit {
         let mut group: Vec<Queued> = Vec::new();
         let mut deadline: Option<Instant> = None;
         loop {
-            // Checked before receiving: a steady stream of batches must not postpone the commit.
-            if deadline.is_some_and(|d| Instant::now() >= d) || group.len() >= self.max_group {
+            if group.len() >= self.max_group {
                 let _ = self.commit(&mut group, false);
                 deadline = None;
             }
             let received = match deadline {
                 // Nothing gathered: block until the first batch (or command) arrives.
                 None => self.rx.recv().map_err(|_| TryRecvError::Disconnected),
+                // Gathering: everything already queued joins the group first (the channel
+                // holds at most the queue's permits, so this ends), then the deadline.
                 Some(d) => match self.rx.try_recv() {
                     Err(TryRecvError::Empty) => {
-                        // Woken early by `Store` (half the queue, flush, shutdown).
-                        std::thread::park_timeout(d.saturating_duration_since(Instant::now()));
+                        let now = Instant::now();
+                        if now >= d {
+                            let _ = self.commit(&mut group, false);
+                            deadline = None;
+                        } else {
+                            // Woken early by `Store` (half the queue, flush, shutdown).
+                            std::thread::park_timeout(d - now);
+                        }
                         continue;
                     }
                     other => other,

@@ -225,6 +225,43 @@ async fn full_queue_makes_enqueue_wait() {
 }
 
 #[tokio::test]
+async fn every_batch_queued_before_the_deadline_joins_its_group() {
+    let dir = TempDir::new().unwrap();
+    let store = Store::open(StoreConfig {
+        commit_interval: Duration::from_millis(1000),
+        ..config(&dir)
+    })
+    .unwrap();
+    let dev = device(&store, "a").await;
+    let commits_before = store.health().commits;
+    // The first batch opens a group; the others arrive while the writer sleeps until its
+    // deadline, without waking it.
+    let mut tickets = Vec::new();
+    for seq in 1..=3u32 {
+        let t = T0 + i64::from(seq) * 1000;
+        tickets.push(
+            store
+                .enqueue(batch(dev, 1, seq, t, points(t - 1000, 4, 250, &[0])))
+                .await
+                .unwrap(),
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for ticket in tickets {
+        let answer = tokio::time::timeout(Duration::from_secs(10), ticket)
+            .await
+            .expect("answered");
+        assert_eq!(answer.unwrap(), Committed::Stored { gap: 0 });
+    }
+    assert_eq!(
+        store.health().commits,
+        commits_before + 1,
+        "3 batches within one interval, one commit"
+    );
+    store.close().await.unwrap();
+}
+
+#[tokio::test]
 async fn a_group_of_half_the_queue_commits_without_waiting_for_the_interval() {
     let dir = TempDir::new().unwrap();
     // The interval is an hour: only the group size can start this commit.
