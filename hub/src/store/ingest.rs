@@ -4,7 +4,7 @@
 //! Work that needs no database (checking, compressing, per-minute aggregates) is done in
 //! [`PreparedBatch::new`], on the caller's task, so the writer thread only runs SQL.
 
-use rusqlite::{OptionalExtension, Transaction, params};
+use rusqlite::{OptionalExtension, ToSql, Transaction, params, params_from_iter};
 use shared::limits::{MAX_BATCH_SPAN_MS, MAX_FUTURE_SKEW_MS, MAX_READINGS_PER_BATCH};
 use shared::{SeqVerdict, check_seq};
 
@@ -167,29 +167,21 @@ pub fn store_batch(
         tx.prepare_cached("INSERT INTO late_batches (device_id, t_first_ms, batch_id, t_last_ms) VALUES (?1, ?2, ?3, ?4)")?
             .execute(params![b.device_id, b.t_first_ms, id, b.t_last_ms])?;
     }
-    let (t_first, t_last, received) = (b.t_first_ms, b.t_last_ms, b.received_ms);
+    let counts: [&dyn ToSql; 7] = [
+        &b.device_id,
+        &dropped_before_delta,
+        &b.count,
+        &gap,
+        &b.t_first_ms,
+        &b.t_last_ms,
+        &b.received_ms,
+    ];
     if current_boot {
-        tx.prepare_cached(COUNT_IN_CURRENT_BOOT)?.execute(params![
-            b.device_id,
-            dropped_before_delta,
-            b.count,
-            gap,
-            t_first,
-            t_last,
-            received,
-            b.seq,
-            b.dropped
-        ])?;
+        let seq: [&dyn ToSql; 2] = [&b.seq, &b.dropped];
+        tx.prepare_cached(COUNT_IN_CURRENT_BOOT)?
+            .execute(params_from_iter(counts.iter().chain(&seq)))?;
     } else {
-        tx.prepare_cached(COUNT)?.execute(params![
-            b.device_id,
-            dropped_before_delta,
-            b.count,
-            gap,
-            t_first,
-            t_last,
-            received
-        ])?;
+        tx.prepare_cached(COUNT)?.execute(&counts[..])?;
     }
     Ok(Ok(Committed::Stored { gap }))
 }
