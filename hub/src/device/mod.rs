@@ -1,8 +1,9 @@
 //! `GET /ws/device`: the door for devices.
 //!
 //! Everything that can be refused is refused before the upgrade, with a plain HTTP status a
-//! device's log can show: no or unknown token (401), a subprotocol this hub does not speak
-//! (400). Connection limits (503) are the listener's. After the upgrade, [`session`] runs the protocol.
+//! device's log can show: a request that is not a WebSocket upgrade (400), no or unknown token
+//! (401), a subprotocol this hub does not speak (400). Connection limits (503) are the
+//! listener's. After the upgrade, [`session`] runs the protocol.
 //!
 //! - [`registry`]: which devices are connected (one connection per device).
 //! - [`session`]: one device connection, Hello to close.
