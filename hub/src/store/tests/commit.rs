@@ -224,6 +224,22 @@ async fn full_queue_makes_enqueue_wait() {
     store.clone().close().await.unwrap();
 }
 
+/// Batch `seq` of boot 1: four readings of sensor 0 over the second before `T0 + seq` s.
+fn one_second_batch(dev: DeviceId, seq: u32) -> IncomingBatch {
+    let t = T0 + i64::from(seq) * 1000;
+    batch(dev, 1, seq, t, points(t - 1000, 4, 250, &[0]))
+}
+
+/// Every ticket answers `Stored` within 10 s (`late` says what it means if one does not).
+async fn all_stored(tickets: Vec<CommitTicket>, late: &str) {
+    for ticket in tickets {
+        let answer = tokio::time::timeout(Duration::from_secs(10), ticket)
+            .await
+            .expect(late);
+        assert_eq!(answer.unwrap(), Committed::Stored { gap: 0 });
+    }
+}
+
 #[tokio::test]
 async fn every_batch_queued_before_the_deadline_joins_its_group() {
     let dir = TempDir::new().unwrap();
@@ -238,21 +254,10 @@ async fn every_batch_queued_before_the_deadline_joins_its_group() {
     // deadline, without waking it.
     let mut tickets = Vec::new();
     for seq in 1..=3u32 {
-        let t = T0 + i64::from(seq) * 1000;
-        tickets.push(
-            store
-                .enqueue(batch(dev, 1, seq, t, points(t - 1000, 4, 250, &[0])))
-                .await
-                .unwrap(),
-        );
+        tickets.push(store.enqueue(one_second_batch(dev, seq)).await.unwrap());
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    for ticket in tickets {
-        let answer = tokio::time::timeout(Duration::from_secs(10), ticket)
-            .await
-            .expect("answered");
-        assert_eq!(answer.unwrap(), Committed::Stored { gap: 0 });
-    }
+    all_stored(tickets, "answered").await;
     assert_eq!(
         store.health().commits,
         commits_before + 1,
@@ -274,20 +279,9 @@ async fn a_group_of_half_the_queue_commits_without_waiting_for_the_interval() {
     let commits_before = store.health().commits;
     let mut tickets = Vec::new();
     for seq in 1..=4u32 {
-        let t = T0 + i64::from(seq) * 1000;
-        tickets.push(
-            store
-                .enqueue(batch(dev, 1, seq, t, points(t - 1000, 4, 250, &[0])))
-                .await
-                .unwrap(),
-        );
+        tickets.push(store.enqueue(one_second_batch(dev, seq)).await.unwrap());
     }
-    for ticket in tickets {
-        let answer = tokio::time::timeout(Duration::from_secs(10), ticket)
-            .await
-            .expect("a group of half the queue waited for the interval");
-        assert_eq!(answer.unwrap(), Committed::Stored { gap: 0 });
-    }
+    all_stored(tickets, "a group of half the queue waited for the interval").await;
     assert_eq!(
         store.health().commits,
         commits_before + 1,
