@@ -12,6 +12,16 @@ cd "$(dirname "$0")/.."
 
 say() { printf '\n== %s\n' "$*"; }
 
+# One build from a clean clone: incremental compilation would only add 1.2 GB to target/.
+export CARGO_INCREMENTAL=0
+
+# The builds below take about 3.2 GB (target/ 1.7 GB, firmware/esp32/target 1.5 GB) and the
+# Debian packages some more: say so at once rather than fail half an hour in with "No space left".
+free_mb=$(df -Pm . 2>/dev/null | awk 'NR == 2 { print $4 }' || true)
+if [ "${free_mb:-0}" -lt 4096 ]; then
+  printf 'warning: %s MB free here; the test command needs about 4 GB for its builds\n' "$free_mb" >&2
+fi
+
 if ! command -v chromium >/dev/null 2>&1; then
   say "installing chromium"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"

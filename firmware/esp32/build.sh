@@ -70,7 +70,9 @@ for chip in "${chips[@]}"; do
 done
 
 echo "== host tests of the board's WebSocket link (firmware/esp32/link)"
-(cd "$repo" && CARGO_TARGET_DIR="$target_dir/host" cargo test --locked --manifest-path firmware/esp32/link/Cargo.toml)
+# Line tables only: full debug info would take several hundred MB of target/ for these tests.
+(cd "$repo" && CARGO_TARGET_DIR="$target_dir/host" CARGO_PROFILE_DEV_DEBUG=line-tables-only \
+  cargo test --locked --manifest-path firmware/esp32/link/Cargo.toml)
 
 echo "== board images"
 printf '%s\n' "${report[@]}"
