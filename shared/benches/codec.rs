@@ -1,7 +1,7 @@
 //! Codec bench: encode, decode and validate one 32-reading batch, and the storage payload of
 //! the same readings, beside a plain postcard round trip of the same data as the baseline.
 //!
-//! `cargo bench -p shared --features std --bench codec` prints ns per batch and, as criterion's
+//! `cargo bench -p shared --bench codec` prints ns per batch and, as criterion's
 //! `thrpt`, readings/s (32 per batch). The baseline (`postcard_plain_round_trip`) round-trips a
 //! plain struct of the same values with no message framing, no bounds and no validation, so
 //! the ratio shows what our checks cost. `ingest_path` is what the hub spends per batch before

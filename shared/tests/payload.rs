@@ -342,7 +342,7 @@ fn realistic_one_hz_device_costs_under_1_4_bytes_per_reading_and_2_1_at_worst() 
 }
 
 /// What encoding and decoding cost per reading on the realistic hour, in release:
-/// `cargo test --release -p shared --features std --test payload -- --ignored --nocapture speed`.
+/// `cargo test --release -p shared --test payload -- --ignored --nocapture speed`.
 #[test]
 #[ignore = "a timing: run in release with --nocapture"]
 fn encode_and_decode_speed_on_realistic_data() {
