@@ -12,6 +12,7 @@
 //! - [`api`]: the HTTP API (`/api/...`, `/metrics`).
 //! - [`dashboard`]: the browser app, embedded, served at `/`.
 //! - [`metrics`]: counters for `/metrics`.
+//! - [`priority`]: CPU priorities of the threads: the store writer first, the live view last.
 //! - [`admin`]: the CLI's device management and export.
 //! - [`board_image`]: the per-device config image a bare-metal board reads from flash.
 //! - [`demo`]: the hub plus simulated devices in one process.
@@ -27,6 +28,7 @@ pub mod device;
 pub mod listener;
 pub mod live;
 pub mod metrics;
+pub mod priority;
 pub mod server;
 pub mod store;
 pub mod time;

@@ -261,7 +261,7 @@ fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let runtime = hub::priority::runtime().context("starting the async runtime")?;
     match cli.command {
         Command::Serve(args) => {
             let config = args.config(Config::default().listen, "hub.db")?;

@@ -98,6 +98,10 @@ impl HubProcess {
         })
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn device_url(&self) -> String {
         format!("ws://{}/ws/device", self.addr)
     }
@@ -161,7 +165,7 @@ pub fn child_main() {
         ..hub::config::Config::default()
     };
     config.device.heartbeat_ms = config.ping_interval.as_millis() as u32;
-    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let runtime = hub::priority::runtime().expect("runtime");
     runtime
         .block_on(async move {
             let listener = tokio::net::TcpListener::bind(config.listen).await?;

@@ -1,13 +1,15 @@
 //! Delivery under faults: connections cut (also mid-frame), the hub killed with SIGKILL and
 //! restarted, a dashboard that stops reading, a device that stops answering, a locked
 //! database. Each time: every reading a device generated is stored exactly once, or counted
-//! as dropped by the device.
+//! as dropped by the device. And the thread priorities that keep storing first when the CPU
+//! is short.
 //!
 //! `FAULT_SCALE=N` multiplies the cuts and kill cycles for long runs.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
+use anyhow::Context;
 use firmware::core::BackoffConfig;
 use firmware::sim::{DeviceReport, SimDevice, run_device};
 use futures_util::StreamExt;
@@ -469,5 +471,66 @@ async fn readings_a_device_drops_in_an_outage_are_counted_and_shown_by_the_hub()
     );
     assert!(stats.completeness() < 1.0);
     store.close().await?;
+    Ok(())
+}
+
+/// The name and nice value of each of a process's threads (`/proc/PID/task/*/stat`), the main
+/// thread (whose id is the process id) first.
+fn thread_nices(pid: u32) -> anyhow::Result<Vec<(String, i32)>> {
+    let mut out = Vec::new();
+    let mut tasks: Vec<_> = std::fs::read_dir(format!("/proc/{pid}/task"))?
+        .map(|t| t.map(|t| t.path()))
+        .collect::<Result<_, _>>()?;
+    tasks.sort_by_key(|t| !t.ends_with(pid.to_string()));
+    for task in tasks {
+        let stat = std::fs::read_to_string(task.join("stat"))?;
+        // "tid (name) state ppid ...": the name may hold spaces; nice is field 19, the 17th
+        // after the closing parenthesis.
+        let (head, rest) = stat.rsplit_once(')').context("stat without a name")?;
+        let name = head.split_once('(').context("stat without a name")?.1;
+        let nice = rest.split_whitespace().nth(16).context("short stat")?;
+        out.push((name.to_owned(), nice.parse()?));
+    }
+    Ok(out)
+}
+
+/// When the CPU is short, committing what was read comes first, reading more second, the live
+/// view last (hub::priority): checked on the threads of a running hub process.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn the_store_writer_runs_ahead_of_the_sessions_and_the_live_view_last() -> anyhow::Result<()>
+{
+    let dir = tempfile::tempdir()?;
+    let db = dir.path().join("hub.db");
+    let tokens = add_devices(&db, &["d".to_string()]).await?;
+    let hub = HubProcess::spawn(&ChildConfig::new(&db))?;
+    // A session and a live client, so every kind of thread has had work.
+    let (mut ws, _) = greet(&hub.device_url(), &tokens[0], 1, 1).await?;
+    let _live = hub.connect_live().await?;
+    send(&mut ws, &batch(1, now_ms(), &[(0, 0, 1.0)])).await?;
+    assert_eq!(
+        recv(&mut ws, Duration::from_secs(5)).await?,
+        HubMsg::Ack { seq: 1 }
+    );
+
+    let threads = thread_nices(hub.pid())?;
+    let nice_of = |name: &str| -> Vec<i32> {
+        threads
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, nice)| *nice)
+            .collect()
+    };
+    // The hub's own nice, which its main thread keeps.
+    let main = threads[0].1;
+    let expected_workers = (main + hub::priority::NETWORK_OFFSET).min(19);
+    assert_eq!(nice_of("store-writer"), [main], "threads: {threads:?}");
+    let workers = nice_of("tokio-rt-worker");
+    assert!(!workers.is_empty(), "threads: {threads:?}");
+    assert!(
+        workers.iter().all(|&n| n == expected_workers),
+        "threads: {threads:?}"
+    );
+    assert_eq!(nice_of("live-clients"), [19], "threads: {threads:?}");
     Ok(())
 }

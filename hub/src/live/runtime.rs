@@ -42,7 +42,7 @@ impl LiveRuntime {
         std::thread::Builder::new()
             .name("live-clients".into())
             .spawn(move || {
-                lowest_priority();
+                crate::priority::lowest();
                 let runtime = match Builder::new_current_thread().enable_all().build() {
                     Ok(rt) => rt,
                     Err(e) => {
@@ -75,25 +75,6 @@ impl LiveRuntime {
     }
 }
 
-/// Nice 19 for the calling thread (Linux: priorities are per thread).
-#[cfg(target_os = "linux")]
-pub fn lowest_priority() {
-    // SAFETY: gettid has no preconditions; setpriority only reads its arguments.
-    let rc = unsafe {
-        let tid = libc::gettid();
-        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 19)
-    };
-    if rc != 0 {
-        tracing::debug!(
-            error = %std::io::Error::last_os_error(),
-            "could not lower the live thread's priority"
-        );
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-pub fn lowest_priority() {}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -105,10 +86,7 @@ mod tests {
         let rt = LiveRuntime::start().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         rt.spawn(async move {
-            // SAFETY: as in lowest_priority().
-            let nice =
-                unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t) };
-            let _ = tx.send(nice);
+            let _ = tx.send(crate::priority::current());
         });
         let nice = rx.recv_timeout(std::time::Duration::from_secs(5)).unwrap();
         assert_eq!(nice, 19, "the live thread runs at nice 19");

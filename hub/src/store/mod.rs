@@ -277,7 +277,11 @@ impl Store {
         );
         let handle = std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || writer.run())?;
+            .spawn(move || {
+                // Ahead of the sessions when the CPU is short (crate::priority).
+                crate::priority::store();
+                writer.run()
+            })?;
         Ok(Store {
             inner: Arc::new(Inner {
                 writer_thread: handle.thread().clone(),

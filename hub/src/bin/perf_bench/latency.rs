@@ -61,7 +61,7 @@ impl LiveClients {
         );
         let thread = std::thread::spawn(move || {
             if mode == ClientMode::Counting {
-                hub::live::runtime::lowest_priority();
+                hub::priority::lowest();
             }
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -211,6 +211,19 @@ pub fn paced(
         f.cpu_per_s,
         cpu_us_per_batch,
         f.load["reconnects"],
+        procs::load_average()
+    );
+    // The floor under that figure: the same paced load against the bare tokio-tungstenite sink
+    // (reads and discards, acks every read; no decoding, no store).
+    let (sink_readings_per_s, sink_cpu) = crate::ingest::socket_run(bins, dir, &load)?;
+    let sink_batches_per_s = (sink_readings_per_s / f64::from(load.batch)).max(1.0);
+    println!(
+        "paced, socket layer alone (bare tokio-tungstenite sink, an ack per read): CPU {:.2} cores = {:.2} us per batch \
+         ({:.0} readings/s acked); the hub takes {:.1}x that [load {}]",
+        sink_cpu,
+        sink_cpu * 1e6 / sink_batches_per_s,
+        sink_readings_per_s,
+        cpu_us_per_batch / (sink_cpu * 1e6 / sink_batches_per_s).max(f64::MIN_POSITIVE),
         procs::load_average()
     );
     Ok(())
