@@ -252,6 +252,17 @@ struct Inner {
     readers: Readers,
 }
 
+impl Drop for Inner {
+    /// The last handle went without `close`: the writer, perhaps asleep until its group's
+    /// deadline, is woken to finish (commit what it holds) at once. The channel closes first,
+    /// so the woken writer finds it closed rather than going back to sleep.
+    fn drop(&mut self) {
+        let (closed, _) = mpsc::channel();
+        drop(std::mem::replace(&mut self.commands, closed));
+        self.writer_thread.unpark();
+    }
+}
+
 impl Store {
     /// Open (or create) the database: check it, migrate it, rebuild the open roll-up buckets,
     /// start the writer thread. A damaged file is refused, never rewritten.

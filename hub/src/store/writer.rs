@@ -102,9 +102,10 @@ impl GroupCommit {
                 let _ = self.commit(&mut group, false);
                 deadline = None;
             }
+            // `None`: every handle is gone.
             let received = match deadline {
                 // Nothing gathered: block until the first batch (or command) arrives.
-                None => self.rx.recv().map_err(|_| TryRecvError::Disconnected),
+                None => self.rx.recv().ok(),
                 // Gathering: everything already queued joins the group first (the channel
                 // holds at most the queue's permits, so this ends), then the deadline.
                 Some(d) => match self.rx.try_recv() {
@@ -119,26 +120,26 @@ impl GroupCommit {
                         }
                         continue;
                     }
-                    other => other,
+                    Ok(command) => Some(command),
+                    Err(TryRecvError::Disconnected) => None,
                 },
             };
             match received {
-                Ok(Command::Batch(queued)) => {
+                Some(Command::Batch(queued)) => {
                     deadline.get_or_insert_with(|| Instant::now() + self.interval);
                     group.push(queued);
                 }
-                Ok(Command::Flush(reply)) => {
+                Some(Command::Flush(reply)) => {
                     let _ = reply.send(self.commit(&mut group, false));
                     deadline = None;
                 }
-                Ok(Command::Shutdown(reply)) => {
+                Some(Command::Shutdown(reply)) => {
                     let _ = reply.send(self.shutdown(&mut group));
                     return;
                 }
-                Err(TryRecvError::Empty) => {}
-                Err(TryRecvError::Disconnected) => {
+                None => {
                     // Every handle was dropped without `close`: finish the same way, unwaited
-                    // (noticed at once when idle, at the group's deadline when gathering).
+                    // (noticed once everything queued has joined the group).
                     self.shutting_down.store(true, Ordering::SeqCst);
                     if let Err(e) = self.shutdown(&mut group) {
                         tracing::error!(error = %e, "store shutdown after the last handle was dropped failed");

@@ -291,6 +291,30 @@ async fn a_group_of_half_the_queue_commits_without_waiting_for_the_interval() {
 }
 
 #[tokio::test]
+async fn dropping_every_handle_without_close_commits_what_was_queued_at_once() {
+    let dir = TempDir::new().unwrap();
+    // The interval is an hour: the writer sleeps while the group gathers.
+    let store = Store::open(manual_config(&dir)).unwrap();
+    let dev = device(&store, "a").await;
+    let mut ticket = store.enqueue(one_second_batch(dev, 1)).await.unwrap();
+    // The writer is asleep on its group's deadline by now.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), &mut ticket)
+            .await
+            .is_err(),
+        "acked before any commit"
+    );
+    drop(store);
+    all_stored(
+        vec![ticket],
+        "the writer slept on after the last handle went",
+    )
+    .await;
+    let db = raw_db(&config(&dir).path);
+    assert_eq!(count(&db, "SELECT count(*) FROM batches"), 1);
+}
+
+#[tokio::test]
 async fn locked_database_delays_acks_but_loses_nothing() {
     let dir = TempDir::new().unwrap();
     let store = Store::open(StoreConfig {
