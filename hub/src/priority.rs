@@ -80,12 +80,14 @@ fn set(nice: i32, what: &str) {
     }
     // SAFETY: as in current().
     let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, nice) };
-    if rc != 0 {
+    // Said once: where it fails (a sandbox that forbids it), it fails for every new thread.
+    static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if rc != 0 && !SAID.swap(true, std::sync::atomic::Ordering::Relaxed) {
         tracing::warn!(
             error = %std::io::Error::last_os_error(),
             from = current(),
             to = nice,
-            "could not set the {what}'s CPU priority"
+            "could not set the {what}'s CPU priority; it keeps its current one"
         );
     }
 }
