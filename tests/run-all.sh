@@ -15,7 +15,7 @@ say() { printf '\n== %s\n' "$*"; }
 # One build from a clean clone: incremental compilation would only add 1.2 GB to target/.
 export CARGO_INCREMENTAL=0
 
-# The builds below take about 3.2 GB (target/ 1.7 GB, firmware/esp32/target 1.5 GB) and the
+# The builds below take about 3.1 GB (target/ 1.7 GB, firmware/esp32/target 1.4-1.5 GB) and the
 # Debian packages some more: say so at once rather than fail half an hour in with "No space left".
 free_mb=$(df -Pm . 2>/dev/null | awk 'NR == 2 { print $4 }' || true)
 if [ "${free_mb:-0}" -lt 4096 ]; then
