@@ -97,8 +97,9 @@ pub async fn run(
         if limit < needed {
             tracing::warn!(
                 limit,
+                needed,
                 max_connections = config.max_connections,
-                "the open-file limit is below --max-connections; connections beyond it will fail (raise `ulimit -n`)"
+                "the open-file limit is below --max-connections plus 64 for the database and listeners; connections beyond it will fail (raise `ulimit -n` or lower --max-connections)"
             );
         }
     }
