@@ -18,7 +18,7 @@ export CARGO_INCREMENTAL=0
 # The builds below take about 3.1 GB (target/ 1.7 GB, firmware/esp32/target 1.4-1.5 GB) and the
 # Debian packages some more: say so at once rather than fail half an hour in with "No space left".
 free_mb=$(df -Pm . 2>/dev/null | awk 'NR == 2 { print $4 }' || true)
-if [ "${free_mb:-0}" -lt 4096 ]; then
+if [ -n "$free_mb" ] && [ "$free_mb" -lt 4096 ]; then
   printf 'warning: %s MB free here; the test command needs about 4 GB for its builds\n' "$free_mb" >&2
 fi
 

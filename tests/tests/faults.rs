@@ -476,6 +476,7 @@ async fn readings_a_device_drops_in_an_outage_are_counted_and_shown_by_the_hub()
 
 /// The name and nice value of each of a process's threads (`/proc/PID/task/*/stat`), the main
 /// thread (whose id is the process id) first.
+#[cfg(target_os = "linux")]
 fn thread_nices(pid: u32) -> anyhow::Result<Vec<(String, i32)>> {
     let mut out = Vec::new();
     let mut tasks: Vec<_> = std::fs::read_dir(format!("/proc/{pid}/task"))?
