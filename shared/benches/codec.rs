@@ -4,10 +4,15 @@
 //! `cargo bench -p shared --bench codec` prints ns per batch and, as criterion's
 //! `thrpt`, readings/s (32 per batch). The baseline (`postcard_plain_round_trip`) round-trips a
 //! plain struct of the same values with no message framing, no bounds and no validation, so
-//! the ratio shows what our checks cost. `ingest_path` is what the hub spends per batch before
-//! the store: decode, validate, absolute timestamps and the storage payload (compression
-//! included); the target is 50 million readings/s on one core. Before the timings it prints
-//! encoded bytes per reading, wire and storage payload, beside the plain postcard encoding.
+//! the ratio shows what our checks cost. `decode` and `decode_and_validate` go through
+//! `decode_device` (postcard into a `DeviceMsg`, as devices and tools decode);
+//! `view_decode_and_validate` through `decode_device_frame`, the hub's decoder, which decodes a
+//! batch's readings into a buffer it keeps and validates them from what it gathered on the way. `ingest_path` is what the hub spends per batch before the
+//! store: decode, validate, absolute timestamps and the storage payload (compression
+//! included); the target is 50 million readings/s on one core. `ingest_path_via_decode_device`
+//! is the same path through `decode_device`, as the hub ran it before the frame view. Before
+//! the timings it prints encoded bytes per reading, wire and storage payload, beside the plain
+//! postcard encoding.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use serde::{Deserialize, Serialize};
@@ -103,7 +108,41 @@ fn benches(c: &mut Criterion) {
             _ => false,
         })
     });
+    g.bench_function("view_decode_and_validate", |bench| {
+        let mut readings = Vec::with_capacity(32);
+        bench.iter(
+            || match decode_device_frame(black_box(&bytes), &mut readings) {
+                Ok(DeviceFrame::Batch(b)) => validate_view(&b, &set, NOW - 10_000, NOW).is_ok(),
+                _ => false,
+            },
+        )
+    });
     g.bench_function("ingest_path", |bench| {
+        let (mut readings, mut points) = (Vec::with_capacity(32), Vec::with_capacity(32));
+        let mut out = Vec::with_capacity(256);
+        bench.iter(|| {
+            let Ok(DeviceFrame::Batch(b)) = decode_device_frame(black_box(&bytes), &mut readings)
+            else {
+                return 0;
+            };
+            let Clock::Hub { base_ms } = b.clock else {
+                return 0;
+            };
+            if validate_view(&b, &set, base_ms, NOW).is_err() {
+                return 0;
+            }
+            points.clear();
+            points.extend(b.readings.iter().map(|r| Point {
+                sensor: r.sensor,
+                ts_ms: (base_ms + u64::from(r.offset_ms)) as i64,
+                value: r.value,
+            }));
+            out.clear();
+            payload::encode(&points, &mut out);
+            out.len()
+        })
+    });
+    g.bench_function("ingest_path_via_decode_device", |bench| {
         let mut points = Vec::with_capacity(32);
         let mut out = Vec::with_capacity(256);
         bench.iter(|| {

@@ -21,7 +21,7 @@ pub fn decode_hub(frame: &[u8]) -> Result<HubMsg, DecodeError> {
 }
 
 /// Variants of `DeviceMsg` and `HubMsg`: the first byte of a frame is below these.
-const DEVICE_MSG_TAGS: u8 = 3;
+pub(crate) const DEVICE_MSG_TAGS: u8 = 3;
 const HUB_MSG_TAGS: u8 = 6;
 
 /// Encode a message into `buf`, returning the bytes written.
@@ -40,6 +40,13 @@ pub fn to_vec<M: Serialize>(msg: &M) -> Result<alloc::vec::Vec<u8>, EncodeError>
 }
 
 fn decode<'a, M: Deserialize<'a>>(frame: &'a [u8], max: usize, tags: u8) -> Result<M, DecodeError> {
+    check_frame(frame, max, tags)?;
+    whole(frame)
+}
+
+/// What is checked before any decoding: a frame that is not empty, a known message tag (its
+/// first byte), a size within `max`. Returns the tag.
+pub(crate) fn check_frame(frame: &[u8], max: usize, tags: u8) -> Result<u8, DecodeError> {
     let Some(&tag) = frame.first() else {
         return Err(DecodeError::Empty);
     };
@@ -54,14 +61,19 @@ fn decode<'a, M: Deserialize<'a>>(frame: &'a [u8], max: usize, tags: u8) -> Resu
             max,
         });
     }
-    let (msg, rest) = postcard::take_from_bytes(frame).map_err(map_postcard)?;
+    Ok(tag)
+}
+
+/// One value that takes up all of `bytes`.
+pub(crate) fn whole<'a, M: Deserialize<'a>>(bytes: &'a [u8]) -> Result<M, DecodeError> {
+    let (msg, rest) = postcard::take_from_bytes(bytes).map_err(map_postcard)?;
     if !rest.is_empty() {
         return Err(DecodeError::TrailingBytes { extra: rest.len() });
     }
     Ok(msg)
 }
 
-fn map_postcard(e: postcard::Error) -> DecodeError {
+pub(crate) fn map_postcard(e: postcard::Error) -> DecodeError {
     use postcard::Error as P;
     match e {
         P::DeserializeUnexpectedEnd => DecodeError::Truncated,

@@ -6,6 +6,8 @@
 //! - [`limits`]: every bound (frame size, readings per batch, sensors per device).
 //! - [`message`]: the messages ([`DeviceMsg`], [`HubMsg`]) and their parts.
 //! - [`codec`]: frame bytes <-> messages (postcard), never panicking on any input.
+//! - [`frame`]: the hub's decoder of device frames, the same answers as [`codec`] without
+//!   building a whole `DeviceMsg` (a batch's readings go to a buffer the caller keeps).
 //! - [`validate`]: the rules a decoded message must satisfy (finite values, declared sensors,
 //!   plausible timestamps, sequence numbers).
 //! - [`payload`]: the compressed storage payload of one batch (shared or delta-of-delta
@@ -23,6 +25,8 @@ extern crate alloc;
 pub mod board_config;
 pub mod codec;
 pub mod error;
+#[cfg(feature = "alloc")]
+pub mod frame;
 pub mod limits;
 pub mod message;
 pub mod payload;
@@ -30,5 +34,11 @@ pub mod validate;
 
 pub use codec::{decode_device, decode_hub, encode};
 pub use error::{DecodeError, EncodeError, HelloError};
+#[cfg(feature = "alloc")]
+pub use frame::{BatchView, DeviceFrame, decode_device_frame};
 pub use message::*;
-pub use validate::{SensorSet, SeqVerdict, check_seq, validate_batch, validate_hello};
+#[cfg(feature = "alloc")]
+pub use validate::validate_view;
+pub use validate::{
+    SensorSet, SeqVerdict, check_seq, validate_batch, validate_hello, validate_readings,
+};

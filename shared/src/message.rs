@@ -124,7 +124,7 @@ pub enum Clock {
     Uptime { base_ms: u64 },
 }
 
-#[derive(Serialize, Deserialize, MaxSize, Debug, Clone, Copy, PartialEq)]
+#[derive(Serialize, Deserialize, MaxSize, Debug, Clone, Copy, PartialEq, Default)]
 pub struct Reading {
     pub sensor: u8,
     /// Milliseconds after the batch's clock base, at most `MAX_BATCH_SPAN_MS`.

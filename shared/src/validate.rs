@@ -3,13 +3,19 @@
 
 use crate::error::HelloError;
 use crate::limits::{MAX_BATCH_SPAN_MS, MAX_FUTURE_SKEW_MS, MIN_PLAUSIBLE_UNIX_MS};
-use crate::message::{Batch, Hello, RejectReason};
+use crate::message::{Batch, Hello, Reading, RejectReason};
 
 /// The sensor ids a device declared, as a 256-bit set (sensor ids are `u8`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SensorSet([u64; 4]);
 
 impl SensorSet {
+    /// The set whose ids `64 * w + b` are the 1-bits `b` of `words[w]`.
+    #[cfg(feature = "alloc")]
+    pub(crate) const fn from_words(words: [u64; 4]) -> Self {
+        Self(words)
+    }
+
     pub fn insert(&mut self, id: u8) -> bool {
         let (word, bit) = ((id / 64) as usize, 1u64 << (id % 64));
         let fresh = self.0[word] & bit == 0;
@@ -19,6 +25,14 @@ impl SensorSet {
 
     pub fn contains(&self, id: u8) -> bool {
         self.0[(id / 64) as usize] & (1u64 << (id % 64)) != 0
+    }
+
+    /// Whether every id in `other` is in this set.
+    pub fn contains_all(&self, other: &SensorSet) -> bool {
+        self.0
+            .iter()
+            .zip(&other.0)
+            .all(|(mine, theirs)| theirs & !mine == 0)
     }
 }
 
@@ -50,14 +64,30 @@ pub fn validate_batch(
     base_unix_ms: u64,
     now_unix_ms: u64,
 ) -> Result<(), RejectReason> {
-    if batch.seq == 0 {
+    validate_readings(
+        batch.seq,
+        batch.readings.iter().copied(),
+        sensors,
+        base_unix_ms,
+        now_unix_ms,
+    )
+}
+
+/// [`validate_batch`] for a batch given as its seq and its readings.
+pub fn validate_readings(
+    seq: u32,
+    readings: impl IntoIterator<Item = Reading>,
+    sensors: &SensorSet,
+    base_unix_ms: u64,
+    now_unix_ms: u64,
+) -> Result<(), RejectReason> {
+    if seq == 0 {
         return Err(RejectReason::InvalidSeq);
     }
-    if batch.readings.is_empty() {
-        return Err(RejectReason::Empty);
-    }
     let latest = now_unix_ms.saturating_add(MAX_FUTURE_SKEW_MS);
-    for (i, r) in batch.readings.iter().enumerate() {
+    let mut empty = true;
+    for (i, r) in readings.into_iter().enumerate() {
+        empty = false;
         // The batch limit (256) keeps every index within u16.
         let index = i as u16;
         if !r.value.is_finite() {
@@ -77,7 +107,46 @@ pub fn validate_batch(
             return Err(RejectReason::TimestampOutOfRange { index });
         }
     }
+    if empty {
+        return Err(RejectReason::Empty);
+    }
     Ok(())
+}
+
+/// [`validate_batch`] for a batch as [`crate::decode_device_frame`] gives it. The rules hold for every reading when
+/// they hold for the batch's extremes, which the view gathered while checking its bytes: the
+/// union of its sensors, its smallest and largest offsets (a reading's time grows with its
+/// offset, so the range check of the two ends covers every reading between), whether all its
+/// values are finite. Only a batch that breaks a rule is walked, to name the first reading at
+/// fault.
+#[cfg(feature = "alloc")]
+pub fn validate_view(
+    batch: &crate::frame::BatchView<'_>,
+    sensors: &SensorSet,
+    base_unix_ms: u64,
+    now_unix_ms: u64,
+) -> Result<(), RejectReason> {
+    let latest = now_unix_ms.saturating_add(MAX_FUTURE_SKEW_MS);
+    let plausible = |offset: u32| {
+        (MIN_PLAUSIBLE_UNIX_MS..=latest).contains(&base_unix_ms.saturating_add(u64::from(offset)))
+    };
+    if let Some((first, last)) = batch.offset_range()
+        && batch.seq != 0
+        && batch.all_finite()
+        && sensors.contains_all(batch.sensors())
+        && last <= MAX_BATCH_SPAN_MS
+        && plausible(first)
+        && plausible(last)
+    {
+        return Ok(());
+    }
+    validate_readings(
+        batch.seq,
+        batch.readings.iter().copied(),
+        sensors,
+        base_unix_ms,
+        now_unix_ms,
+    )
 }
 
 /// What a batch's sequence number means against the highest seq already stored for the same

@@ -406,3 +406,176 @@ fn invalid_utf8_in_a_string_is_refused() {
         Err(DecodeError::InvalidUtf8)
     );
 }
+
+// `decode_device_frame` (the hub's decoder, a batch's readings into a buffer it keeps) against
+// `decode_device` (postcard into `DeviceMsg`): the same frames accepted, meaning the same, and
+// the same error for every other frame.
+
+/// Both decoders on one frame: the same message or the same error.
+fn decoders_agree(bytes: &[u8]) -> Result<(), TestCaseError> {
+    // A buffer with stale readings in it: the frame's replace them.
+    let mut readings = vec![
+        Reading {
+            sensor: 9,
+            offset_ms: 9,
+            value: 9.0
+        };
+        3
+    ];
+    match (
+        decode_device(bytes),
+        decode_device_frame(bytes, &mut readings),
+    ) {
+        (Err(a), Err(b)) => prop_assert_eq!(a, b, "{:02x?}", bytes),
+        (Ok(DeviceMsg::Hello(a)), Ok(DeviceFrame::Hello(b))) => prop_assert_eq!(a, *b),
+        (Ok(DeviceMsg::Heartbeat(a)), Ok(DeviceFrame::Heartbeat(b))) => prop_assert_eq!(a, b),
+        (Ok(msg @ DeviceMsg::Batch(_)), Ok(DeviceFrame::Batch(view))) => {
+            let DeviceMsg::Batch(batch) = &msg else {
+                unreachable!()
+            };
+            prop_assert_eq!(view.readings.len(), batch.readings.len());
+            prop_assert!(
+                same(&msg, &DeviceMsg::Batch(view.to_batch())),
+                "{:?} viewed as {:?}",
+                msg,
+                view
+            );
+        }
+        (a, b) => prop_assert!(false, "postcard {:?}, view {:?} for {:02x?}", a, b, bytes),
+    }
+    Ok(())
+}
+
+/// A batch frame with any reading count in front of `readings` (which postcard's encoder, held
+/// to the limit by heapless, cannot write): the header of `head`, `count` as the varint bytes
+/// given, then the readings.
+fn batch_frame(head: &Batch, count: &[u8], readings: &[Reading]) -> Vec<u8> {
+    let mut empty = head.clone();
+    empty.readings.clear();
+    let mut bytes = codec::to_vec(&DeviceMsg::Batch(empty)).unwrap();
+    assert_eq!(bytes.pop(), Some(0), "an empty batch ends in its count, 0");
+    bytes.extend_from_slice(count);
+    for r in readings {
+        bytes.extend(codec::to_vec(r).unwrap());
+    }
+    bytes
+}
+
+/// Varint bytes for `n`, as postcard writes them.
+fn varint(mut n: u64) -> Vec<u8> {
+    let mut out = vec![];
+    while n >= 0x80 {
+        out.push(n as u8 | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
+    out
+}
+
+proptest! {
+    #[test]
+    fn the_frame_view_decodes_every_device_message_as_postcard_does(msg in device_msg()) {
+        decoders_agree(&codec::to_vec(&msg).unwrap())?;
+    }
+
+    #[test]
+    fn the_frame_view_refuses_broken_frames_as_postcard_does(
+        msg in device_msg(),
+        edits in prop::collection::vec((0u8..4, any::<prop::sample::Index>(), any::<u8>()), 1..4),
+    ) {
+        let mut bytes = codec::to_vec(&msg).unwrap();
+        for (kind, at, byte) in edits {
+            let at = at.index(bytes.len() + 1);
+            match kind {
+                0 if at < bytes.len() => bytes[at] = byte,
+                1 => bytes.insert(at, byte),
+                2 if at < bytes.len() => { bytes.remove(at); }
+                _ => bytes.truncate(at),
+            }
+        }
+        decoders_agree(&bytes)?;
+    }
+
+    #[test]
+    fn the_frame_view_agrees_on_arbitrary_bytes(tag in 0u8..4, rest in prop::collection::vec(any::<u8>(), 0..80)) {
+        let mut bytes = vec![tag];
+        bytes.extend(rest);
+        decoders_agree(&bytes)?;
+    }
+
+    #[test]
+    fn the_frame_view_agrees_on_any_reading_count(
+        (head, _) in valid_batch(),
+        count in prop_oneof![
+            4 => limits::MAX_READINGS_PER_BATCH as u64 - 2..=limits::MAX_READINGS_PER_BATCH as u64 + 2,
+            1 => Just(u64::from(u32::MAX) + 1),
+            1 => Just(u64::MAX),
+        ],
+        // Readings present around the count (or around the limit for the huge counts).
+        present in -2i64..=2,
+        cut in prop_oneof![3 => Just(0usize), 1 => 1usize..6],
+        non_canonical in any::<bool>(),
+    ) {
+        let around = count.min(limits::MAX_READINGS_PER_BATCH as u64 + 1) as i64;
+        let present = (around + present) as usize;
+        let reading = Reading { sensor: 1, offset_ms: 300, value: 21.5 };
+        let mut count = varint(count);
+        if non_canonical && count.len() < 5 {
+            // The same number with one more, empty, varint byte: postcard accepts it.
+            *count.last_mut().unwrap() |= 0x80;
+            count.push(0);
+        }
+        let mut bytes = batch_frame(&head, &count, &vec![reading; present]);
+        bytes.truncate(bytes.len().saturating_sub(cut));
+        decoders_agree(&bytes)?;
+    }
+
+    #[test]
+    fn validating_a_view_judges_as_validating_the_batch((batch, base) in mostly_valid_batch()) {
+        let bytes = codec::to_vec(&DeviceMsg::Batch(batch.clone())).unwrap();
+        let mut readings = vec![];
+        let Ok(DeviceFrame::Batch(view)) = decode_device_frame(&bytes, &mut readings) else {
+            return Err(TestCaseError::fail("a batch frame"));
+        };
+        let expected = validate_batch(&batch, &declared(), base, NOW);
+        prop_assert_eq!(validate_readings(view.seq, view.readings.iter().copied(), &declared(), base, NOW), expected);
+        prop_assert_eq!(validate_view(&view, &declared(), base, NOW), expected);
+    }
+}
+
+#[test]
+fn a_count_over_the_limit_is_refused_once_the_reading_past_it_decodes() {
+    let (head, reading) = (
+        Batch {
+            seq: 1,
+            clock: Clock::Sntp { base_ms: NOW },
+            dropped: 0,
+            readings: heapless::Vec::new(),
+        },
+        Reading {
+            sensor: 0,
+            offset_ms: 0,
+            value: 1.0,
+        },
+    );
+    let over = limits::MAX_READINGS_PER_BATCH + 1;
+    // All 257 readings there: the limit speaks.
+    let full = batch_frame(&head, &varint(over as u64), &vec![reading; over]);
+    let mut readings = vec![];
+    assert_eq!(
+        decode_device_frame(&full, &mut readings),
+        Err(DecodeError::InvalidValue)
+    );
+    // Only 256 there: the frame ends first.
+    let short = batch_frame(&head, &varint(over as u64), &vec![reading; over - 1]);
+    assert_eq!(
+        decode_device_frame(&short, &mut readings),
+        Err(DecodeError::Truncated)
+    );
+    for bytes in [full, short] {
+        assert_eq!(
+            decode_device_frame(&bytes, &mut readings).map(|_| ()),
+            decode_device(&bytes).map(|_| ())
+        );
+    }
+}

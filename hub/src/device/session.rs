@@ -9,6 +9,7 @@
 //! commit and while the store's queue has room: a slow store slows the device down (it keeps
 //! its batches in its outbox) instead of filling the hub's memory.
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,12 +18,14 @@ use futures_util::{FutureExt, SinkExt, StreamExt};
 use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
 use shared::payload::Point;
-use shared::{Batch, Clock, CloseReason, DeviceMsg, Hello, HubMsg, SensorSet, SeqVerdict};
+use shared::{
+    BatchView, Clock, CloseReason, DeviceFrame, Hello, HubMsg, Reading, SensorSet, SeqVerdict,
+};
 use tokio::time::Instant;
 use tokio_tungstenite::WebSocketStream;
-use tungstenite::Message;
 use tungstenite::protocol::Role;
 use tungstenite::protocol::frame::CloseFrame;
+use tungstenite::{Bytes, Message};
 
 use super::rate::{FramePacer, RateGuard};
 use super::registry::{Registration, Signal};
@@ -258,10 +261,12 @@ async fn opening(
 
 async fn read_hello(socket: &mut Socket, app: &AppState) -> Result<Box<Hello>, End> {
     loop {
-        match *next_frame(socket, app).await? {
-            DeviceMsg::Hello(hello) => return Ok(Box::new(hello)),
-            DeviceMsg::Heartbeat(_) => continue,
-            DeviceMsg::Batch(_) => {
+        let frame = next_frame(socket, app).await?;
+        let mut readings = Vec::new();
+        match decode_frame(&frame, &mut readings, app)? {
+            DeviceFrame::Hello(hello) => return Ok(hello),
+            DeviceFrame::Heartbeat(_) => continue,
+            DeviceFrame::Batch(_) => {
                 return Err(close(
                     CloseReason::PolicyViolation,
                     1008,
@@ -272,13 +277,9 @@ async fn read_hello(socket: &mut Socket, app: &AppState) -> Result<Box<Hello>, E
     }
 }
 
-/// The next decoded message, or how the connection ends. Pings and pongs are skipped
+/// The next binary frame, or how the connection ends. Pings and pongs are skipped
 /// (tungstenite answers pings itself).
-///
-/// The message is boxed: a `Batch` carries up to 256 readings inline (3 KiB), and a value held
-/// across an `.await` is part of the session's future, which every connection keeps allocated
-/// for its whole life, idle or not.
-async fn next_frame(socket: &mut Socket, app: &AppState) -> Result<Box<DeviceMsg>, End> {
+async fn next_frame(socket: &mut Socket, app: &AppState) -> Result<Bytes, End> {
     loop {
         let message = match socket.next().await {
             None => return Err(End::Gone),
@@ -286,7 +287,7 @@ async fn next_frame(socket: &mut Socket, app: &AppState) -> Result<Box<DeviceMsg
             Some(Err(e)) => return Err(read_error(e)),
         };
         match message {
-            Message::Binary(bytes) => return decode_frame(&bytes, app),
+            Message::Binary(bytes) => return Ok(bytes),
             Message::Text(_) => {
                 Metrics::inc(&app.metrics.frames_malformed_total, 1);
                 return Err(close(CloseReason::BadFrame, 1003, "binary frames only"));
@@ -297,10 +298,21 @@ async fn next_frame(socket: &mut Socket, app: &AppState) -> Result<Box<DeviceMsg
     }
 }
 
-fn decode_frame(bytes: &[u8], app: &AppState) -> Result<Box<DeviceMsg>, End> {
+thread_local! {
+    /// The readings of the batch being decoded on this thread. Reused, so decoding a batch
+    /// allocates nothing; `Session::handle` is done with it before the session awaits again.
+    static READINGS: RefCell<Vec<Reading>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A frame's message; a batch's readings go to `readings`.
+fn decode_frame<'r>(
+    bytes: &[u8],
+    readings: &'r mut Vec<Reading>,
+    app: &AppState,
+) -> Result<DeviceFrame<'r>, End> {
     Metrics::inc(&app.metrics.frames_received_total, 1);
-    match shared::decode_device(bytes) {
-        Ok(msg) => Ok(Box::new(msg)),
+    match shared::decode_device_frame(bytes, readings) {
+        Ok(msg) => Ok(msg),
         Err(e) => {
             Metrics::inc(&app.metrics.frames_malformed_total, 1);
             tracing::debug!(error = %e, "undecodable frame");
@@ -345,7 +357,9 @@ impl Session {
                     last_heard = Instant::now();
                     pacer.took(last_heard);
                     // Decided without awaiting, so the message is gone before the next await.
-                    let step = match frame.and_then(|msg| self.handle(*msg)) {
+                    let step = match frame.and_then(|bytes| READINGS.with_borrow_mut(|readings| {
+                        self.handle(decode_frame(&bytes, readings, &app)?)
+                    })) {
                         Ok(step) => step,
                         Err(end) => break end,
                     };
@@ -446,24 +460,24 @@ impl Session {
     }
 
     /// What one message asks for: a reply now, a batch to store, or nothing.
-    fn handle(&mut self, msg: DeviceMsg) -> Result<Step, End> {
+    fn handle(&mut self, msg: DeviceFrame<'_>) -> Result<Step, End> {
         match msg {
-            DeviceMsg::Hello(_) => Err(close(
+            DeviceFrame::Hello(_) => Err(close(
                 CloseReason::PolicyViolation,
                 1008,
                 "Hello sent twice",
             )),
-            DeviceMsg::Heartbeat(hb) => Ok(Step::Reply(HubMsg::Pong {
+            DeviceFrame::Heartbeat(hb) => Ok(Step::Reply(HubMsg::Pong {
                 hub_time_ms: unix_ms() as u64,
                 uptime_ms: hb.uptime_ms,
             })),
-            DeviceMsg::Batch(batch) => self.batch(&batch),
+            DeviceFrame::Batch(batch) => self.batch(&batch),
         }
     }
 
     /// Sequence, clock, validation and rate checks; a batch that passes is published live and
     /// returned for the store.
-    fn batch(&mut self, batch: &Batch) -> Result<Step, End> {
+    fn batch(&mut self, batch: &BatchView<'_>) -> Result<Step, End> {
         let seq = batch.seq;
         match shared::check_seq(Some(self.accepted_seq), seq) {
             Ok(SeqVerdict::Duplicate) => {
@@ -491,7 +505,7 @@ impl Session {
             ),
         };
         if let Err(reason) =
-            shared::validate_batch(batch, &self.sensors, base_ms.max(0) as u64, now as u64)
+            shared::validate_view(batch, &self.sensors, base_ms.max(0) as u64, now as u64)
         {
             return self.reject(seq, reason);
         }
@@ -505,8 +519,9 @@ impl Session {
                 value: r.value,
             })
             .collect();
-        let t_first = points.iter().map(|p| p.ts_ms).min().unwrap_or(now);
-        let t_last = points.iter().map(|p| p.ts_ms).max().unwrap_or(now);
+        // Validation refuses an empty batch.
+        let (first, last) = batch.offset_range().unwrap_or_default();
+        let (t_first, t_last) = (base_ms + i64::from(first), base_ms + i64::from(last));
         if !self.rate.admit(t_first, t_last, points.len()) {
             Metrics::inc(&self.app.metrics.batches_rate_limited_total, 1);
             tracing::info!(device = %self.name, seq, "batch over the declared rate");

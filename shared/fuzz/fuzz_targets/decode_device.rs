@@ -2,6 +2,8 @@
 //! frame that decodes re-encodes canonically (never longer, byte-stable, decodes to the same
 //! message). Decoded messages then go through validation, whose verdict is checked against the
 //! rules it promises (`shared::validate`): the first broken rule of the first bad reading.
+//! The hub's decoder, `decode_device_frame`, must give the same answer for every frame, and
+//! its validation (`validate_view`) the same verdict.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -9,8 +11,9 @@ use shared::limits::{
     MAX_BATCH_SPAN_MS, MAX_DEVICE_FRAME_BYTES, MAX_FUTURE_SKEW_MS, MIN_PLAUSIBLE_UNIX_MS,
 };
 use shared::{
-    Batch, Clock, DecodeError, DeviceMsg, Hello, RejectReason, SensorSet, SeqVerdict, check_seq,
-    codec, decode_device, validate_batch, validate_hello,
+    Batch, Clock, DecodeError, DeviceFrame, DeviceMsg, Hello, RejectReason, SensorSet, SeqVerdict,
+    check_seq, codec, decode_device, decode_device_frame, validate_batch, validate_hello,
+    validate_view,
 };
 
 /// The hub's clock for every run: 2025-11-24T16:00:00Z, the golden vectors' time.
@@ -20,6 +23,7 @@ const NOW_UNIX_MS: u64 = 1_764_000_000_000;
 const GOLDEN_HELLO: &str = "000973696d2d302e312e30effdb6f50dd209010202000003c2b043010103255248";
 
 fuzz_target!(|data: &[u8]| {
+    check_frame_decoder(data);
     let msg = match decode_device(data) {
         Ok(msg) => msg,
         Err(e) => return check_error(data, e),
@@ -42,6 +46,42 @@ fuzz_target!(|data: &[u8]| {
         DeviceMsg::Heartbeat(_) => {}
     }
 });
+
+/// `decode_device_frame` answers as `decode_device` does, and a batch it gives is judged by
+/// `validate_view` as `validate_batch` judges the same batch.
+fn check_frame_decoder(data: &[u8]) {
+    let mut readings = Vec::new();
+    match (
+        decode_device(data),
+        decode_device_frame(data, &mut readings),
+    ) {
+        (Err(a), Err(b)) => assert_eq!(a, b),
+        (Ok(DeviceMsg::Hello(a)), Ok(DeviceFrame::Hello(b))) => assert_eq!(a, *b),
+        (Ok(DeviceMsg::Heartbeat(a)), Ok(DeviceFrame::Heartbeat(b))) => assert_eq!(a, b),
+        (Ok(DeviceMsg::Batch(batch)), Ok(DeviceFrame::Batch(view))) => {
+            let bits = |b: &Batch| -> Vec<(u8, u32, u32)> {
+                b.readings
+                    .iter()
+                    .map(|r| (r.sensor, r.offset_ms, r.value.to_bits()))
+                    .collect()
+            };
+            let viewed = view.to_batch();
+            assert_eq!(
+                (viewed.seq, viewed.clock, viewed.dropped),
+                (batch.seq, batch.clock, batch.dropped)
+            );
+            assert_eq!(bits(&viewed), bits(&batch));
+            let golden = golden_hello();
+            let declared = validate_hello(&golden).expect("the golden Hello is valid");
+            let base = base_unix_ms(batch.clock, &golden);
+            assert_eq!(
+                validate_view(&view, &declared, base, NOW_UNIX_MS),
+                validate_batch(&batch, &declared, base, NOW_UNIX_MS)
+            );
+        }
+        (a, b) => panic!("decode_device {a:?}, decode_device_frame {b:?}"),
+    }
+}
 
 fn golden_hello() -> Hello {
     let bytes: Vec<u8> = (0..GOLDEN_HELLO.len())
