@@ -77,8 +77,9 @@ impl<'r> BatchView<'r> {
     fn parse(body: &[u8], out: &'r mut Vec<Reading>) -> Result<Self, DecodeError> {
         let (head, rest) = postcard::take_from_bytes::<BatchHead>(body).map_err(map_postcard)?;
         let (count, mut left) = take_varint(rest, usize::BITS)?;
-        // Filled in place rather than pushed: the buffer's length stays out of the loop.
-        out.clear();
+        // Sized first and filled in place rather than pushed, so the buffer's length stays out
+        // of the loop; what it held is overwritten, so a buffer reused for batches of one size
+        // is not even zeroed.
         out.resize(
             count.min(MAX_READINGS_PER_BATCH as u64) as usize,
             Reading::default(),
