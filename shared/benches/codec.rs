@@ -11,7 +11,9 @@
 //! way. `ingest_path` is what the hub spends per batch before the store: decode, validate,
 //! absolute timestamps and the storage payload (compression included); the target is 50
 //! million readings/s on one core. `ingest_path_via_decode_device` is the same path through
-//! `decode_device`, as the hub ran it before `decode_device_frame`.
+//! `decode_device`, as the hub ran it before `decode_device_frame`. Both encode the payload with
+//! a `payload::Encoder` kept between batches, as the hub does; `payload_encode` is
+//! `payload::encode` alone, `payload_encode_reused_encoder` the kept encoder alone.
 //!
 //! Before the timings it prints encoded bytes per reading (wire and storage payload, beside
 //! the plain postcard encoding), then the two ingest paths timed in 60 interleaved rounds of
@@ -68,6 +70,7 @@ struct PlainBatch {
 struct IngestPath {
     readings: Vec<Reading>,
     points: Vec<Point>,
+    encoder: payload::Encoder,
     out: Vec<u8>,
 }
 
@@ -83,7 +86,13 @@ impl IngestPath {
         if validate_view(&b, set, base_ms, NOW).is_err() {
             return 0;
         }
-        store(&mut self.points, &mut self.out, base_ms, b.readings)
+        store(
+            &mut self.points,
+            &mut self.encoder,
+            &mut self.out,
+            base_ms,
+            b.readings,
+        )
     }
 
     /// As the hub did it before `decode_device_frame`: a whole `DeviceMsg`, `validate_batch`.
@@ -97,12 +106,25 @@ impl IngestPath {
         if validate_batch(&b, set, base_ms, NOW).is_err() {
             return 0;
         }
-        store(&mut self.points, &mut self.out, base_ms, &b.readings)
+        store(
+            &mut self.points,
+            &mut self.encoder,
+            &mut self.out,
+            base_ms,
+            &b.readings,
+        )
     }
 }
 
-/// Absolute timestamps, then the storage payload; its length.
-fn store(points: &mut Vec<Point>, out: &mut Vec<u8>, base_ms: u64, readings: &[Reading]) -> usize {
+/// Absolute timestamps, then the storage payload (with an encoder kept between batches, as the
+/// hub's store keeps one per thread); its length.
+fn store(
+    points: &mut Vec<Point>,
+    encoder: &mut payload::Encoder,
+    out: &mut Vec<u8>,
+    base_ms: u64,
+    readings: &[Reading],
+) -> usize {
     points.clear();
     points.extend(readings.iter().map(|r| Point {
         sensor: r.sensor,
@@ -110,7 +132,7 @@ fn store(points: &mut Vec<Point>, out: &mut Vec<u8>, base_ms: u64, readings: &[R
         value: r.value,
     }));
     out.clear();
-    payload::encode(points, out);
+    encoder.encode(points, out);
     out.len()
 }
 
@@ -241,6 +263,14 @@ fn benches(c: &mut Criterion) {
         bench.iter(|| {
             out.clear();
             payload::encode(black_box(&points), &mut out);
+            out.len()
+        })
+    });
+    g.bench_function("payload_encode_reused_encoder", |bench| {
+        let (mut encoder, mut out) = (payload::Encoder::default(), Vec::with_capacity(256));
+        bench.iter(|| {
+            out.clear();
+            encoder.encode(black_box(&points), &mut out);
             out.len()
         })
     });

@@ -15,7 +15,7 @@ mod payload_oracle;
 
 use proptest::prelude::*;
 use shared::limits::MAX_READINGS_PER_BATCH;
-use shared::payload::{PayloadError, Point, decode, encode};
+use shared::payload::{Encoder, PayloadError, Point, decode, encode};
 
 fn encoded(points: &[Point]) -> Vec<u8> {
     let mut out = Vec::new();
@@ -242,6 +242,19 @@ fn the_corpus_encodes_to_the_bytes_the_reference_encoder_wrote() {
     assert_eq!(digest(corpus().map(|p| encoded(&p))), CORPUS_DIGEST);
 }
 
+/// The hub's store keeps one `Encoder` for every batch; what the columns hold from one batch
+/// must never show in the next (the corpus mixes every size, shorter after longer).
+#[test]
+fn one_encoder_reused_over_the_corpus_writes_the_same_bytes() {
+    let mut encoder = Encoder::default();
+    let reused = corpus().map(|points| {
+        let mut out = vec![];
+        encoder.encode(&points, &mut out);
+        out
+    });
+    assert_eq!(digest(reused), CORPUS_DIGEST);
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -306,6 +319,18 @@ proptest! {
         points in prop::collection::vec(any_point(), 0..=MAX_READINGS_PER_BATCH)
     ) {
         prop_assert_eq!(hex(&encoded(&points)), hex(&reference_encoded(&points)));
+    }
+
+    #[test]
+    fn a_reused_encoder_writes_what_encode_writes(
+        batches in prop::collection::vec(prop::collection::vec(any_point(), 0..=40), 1..6)
+    ) {
+        let mut encoder = Encoder::default();
+        for points in &batches {
+            let mut out = vec![7];
+            encoder.encode(points, &mut out);
+            prop_assert_eq!(hex(&out[1..]), hex(&encoded(points)));
+        }
     }
 
     #[test]

@@ -4,14 +4,22 @@
 //! Work that needs no database (checking, compressing, per-minute aggregates) is done in
 //! [`PreparedBatch::new`], on the caller's task, so the writer thread only runs SQL.
 
+use std::cell::RefCell;
+
 use rusqlite::{OptionalExtension, ToSql, Transaction, params, params_from_iter};
 use shared::limits::{MAX_BATCH_SPAN_MS, MAX_FUTURE_SKEW_MS, MAX_READINGS_PER_BATCH};
+use shared::payload::Encoder;
 use shared::{SeqVerdict, check_seq};
 
 use super::rollup::{self, MinuteAgg};
 use super::{
     BATCH_BUCKET_MS, Committed, DeviceId, IncomingBatch, LATE_BATCH_MS, StoreError, TimeSource,
 };
+
+thread_local! {
+    /// The payload encoder's working space, kept on each thread that prepares batches.
+    static ENCODER: RefCell<Encoder> = RefCell::new(Encoder::default());
+}
 
 /// A checked batch, its payload compressed, ready for the writer.
 #[derive(Debug)]
@@ -61,7 +69,7 @@ impl PreparedBatch {
             ));
         }
         let mut payload = Vec::with_capacity(b.points.len() * 4 + 8);
-        shared::payload::encode(&b.points, &mut payload);
+        ENCODER.with_borrow_mut(|encoder| encoder.encode(&b.points, &mut payload));
         Ok(PreparedBatch {
             device_id: b.device_id,
             boot_id: b.boot_id,

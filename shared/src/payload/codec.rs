@@ -51,6 +51,67 @@ pub fn encode(points: &[Point], out: &mut Vec<u8>) {
     let (mut stream_on_stack, mut stream_on_heap) = (heapless::Vec::new(), Vec::new());
     let stream =
         column::<u8, STREAM_BYTES>(&mut stream_on_stack, &mut stream_on_heap, stream_bytes(n));
+    encode_in(
+        points,
+        Columns {
+            ts,
+            values,
+            steps,
+            stream,
+        },
+        out,
+    );
+}
+
+/// [`encode`] with working space kept from one batch to the next: for a caller that encodes
+/// many batches (the hub's store), it spares each batch the zeroing of its columns (~1.2 KB
+/// for 32 readings, about a twentieth of the encoder's instructions). The bytes are those of
+/// [`encode`].
+#[derive(Debug, Default)]
+pub struct Encoder {
+    ts: Vec<i64>,
+    values: Vec<u32>,
+    steps: Vec<i64>,
+    stream: Vec<u8>,
+}
+
+impl Encoder {
+    /// Append the encoding of `points` to `out`, as [`encode`] does.
+    pub fn encode(&mut self, points: &[Point], out: &mut Vec<u8>) {
+        let n = points.len();
+        // Every column is written before it is read, so what a column held stays until it is
+        // overwritten: only a batch longer than any before grows (and zeroes) them.
+        self.ts.resize(n, 0);
+        self.values.resize(n, 0);
+        self.steps.resize(n, 0);
+        self.stream.resize(stream_bytes(n), 0);
+        let columns = Columns {
+            ts: &mut self.ts,
+            values: &mut self.values,
+            steps: &mut self.steps,
+            stream: &mut self.stream,
+        };
+        encode_in(points, columns, out);
+    }
+}
+
+/// The encoder's working space: `points.len()` timestamps, value bits and step counts, and
+/// room for the bit stream (`stream_bytes`). Their contents do not matter.
+struct Columns<'a> {
+    ts: &'a mut [i64],
+    values: &'a mut [u32],
+    steps: &'a mut [i64],
+    stream: &'a mut [u8],
+}
+
+fn encode_in(points: &[Point], columns: Columns<'_>, out: &mut Vec<u8>) {
+    let Columns {
+        ts,
+        values,
+        steps,
+        stream,
+    } = columns;
+    let n = points.len();
     let mut stream = FilledBuffer {
         bytes: stream,
         len: 0,

@@ -50,7 +50,7 @@ mod steps;
 mod values;
 
 #[cfg(feature = "alloc")]
-pub use codec::{decode, encode};
+pub use codec::{Encoder, decode, encode};
 
 /// The first byte of every payload. A new layout gets a new number; old rows keep theirs.
 pub const FORMAT_VERSION: u8 = 1;
