@@ -30,8 +30,8 @@ pub struct Config {
     /// a pong) for three of these is closed. Default 10 s.
     pub ping_interval: Duration,
     /// Open TCP connections (devices, browsers, scripts) at most; a connection above it is
-    /// answered HTTP 503 and closed. Default 20,000 (the hub raises its own open-file limit to
-    /// fit, where the system allows).
+    /// answered HTTP 503 and closed. Default 20,000. The hub raises its own open-file limit to
+    /// the hard limit and, where that is still below this plus 64, lowers this to fit.
     pub max_connections: usize,
     /// Open TCP connections from one source address at most (HTTP 503 above it): one host on
     /// the LAN cannot take every socket. Default 512 (devices behind one NAT share an address).

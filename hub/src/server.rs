@@ -92,17 +92,7 @@ pub async fn run(
     let tls = config.tls.as_ref().map(crate::tls::acceptor).transpose()?;
     let store = Store::open(store_config)
         .map_err(|e| anyhow::anyhow!("cannot open database {}: {e}", config.db.display()))?;
-    if let Some(limit) = listener::raise_fd_limit() {
-        let needed = config.max_connections as u64 + 64;
-        if limit < needed {
-            tracing::warn!(
-                limit,
-                needed,
-                max_connections = config.max_connections,
-                "the open-file limit is below --max-connections plus 64 for the database and listeners; connections beyond it will fail (raise `ulimit -n` or lower --max-connections)"
-            );
-        }
-    }
+    let config = fit_connections_to_open_files(config, listener::raise_fd_limit());
     let (stop_tx, stop_rx) = watch::channel(false);
     let (tasks_tx, mut tasks_rx) = mpsc::channel::<()>(1);
     let state = AppState(Arc::new(Shared {
@@ -295,4 +285,61 @@ pub async fn shutdown_signal() {
     #[cfg(not(unix))]
     let term = std::future::pending::<()>();
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
+
+/// Descriptors kept for the database, its WAL and the listeners, beside the connections.
+const RESERVED_FILES: u64 = 64;
+
+/// The connection cap lowered, if need be, to what the open-file limit (`limit`, already raised
+/// to the hard limit) allows: a connection over the cap gets a clean 503, where one over the
+/// limit would fail to be accepted at all. Said at start: as information when the cap was the
+/// default, as a warning when someone asked for more.
+fn fit_connections_to_open_files(mut config: Config, limit: Option<u64>) -> Config {
+    let Some(limit) = limit else {
+        return config;
+    };
+    let fits = usize::try_from(limit.saturating_sub(RESERVED_FILES))
+        .unwrap_or(usize::MAX)
+        .max(1);
+    if fits < config.max_connections {
+        let asked = config.max_connections;
+        config.max_connections = fits;
+        let why = "connections are capped at the open-file limit minus 64 (the database and listeners); raise `ulimit -n` (LimitNOFILE= in a systemd unit) for more";
+        if asked == Config::default().max_connections {
+            tracing::info!(open_file_limit = limit, max_connections = fits, "{why}");
+        } else {
+            tracing::warn!(
+                open_file_limit = limit,
+                asked,
+                max_connections = fits,
+                "--max-connections lowered: {why}"
+            );
+        }
+    }
+    config
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cap(asked: usize, limit: Option<u64>) -> usize {
+        let config = Config {
+            max_connections: asked,
+            ..Config::default()
+        };
+        fit_connections_to_open_files(config, limit).max_connections
+    }
+
+    #[test]
+    fn the_connection_cap_fits_the_open_file_limit_less_what_the_hub_keeps() {
+        let default = Config::default().max_connections;
+        assert_eq!(cap(default, Some(20_000)), 20_000 - 64);
+        assert_eq!(cap(default, Some(1 << 20)), default);
+        assert_eq!(cap(default, None), default);
+        assert_eq!(cap(5_000, Some(2_000)), 1_936);
+        assert_eq!(cap(100, Some(2_000)), 100);
+        // Nothing left after the reserve: one connection, not none.
+        assert_eq!(cap(default, Some(10)), 1);
+    }
 }

@@ -42,6 +42,9 @@ pub struct ChildConfig {
     pub listen: SocketAddr,
     pub commit_ms: u64,
     pub ping_ms: u64,
+    /// The child's open-file limit, soft and hard (through util-linux's `prlimit`); `None`
+    /// inherits this process's.
+    pub open_files: Option<u64>,
 }
 
 impl ChildConfig {
@@ -51,6 +54,7 @@ impl ChildConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             commit_ms: 50,
             ping_ms: 10_000,
+            open_files: None,
         }
     }
 }
@@ -58,7 +62,15 @@ impl ChildConfig {
 impl HubProcess {
     pub fn spawn(cfg: &ChildConfig) -> anyhow::Result<HubProcess> {
         let exe = std::env::current_exe()?;
-        let mut child = Command::new(exe)
+        let mut command = match cfg.open_files {
+            None => Command::new(exe),
+            Some(n) => {
+                let mut prlimit = Command::new("prlimit");
+                prlimit.arg(format!("--nofile={n}:{n}")).arg("--").arg(exe);
+                prlimit
+            }
+        };
+        let mut child = command
             .args([
                 "--exact",
                 "hub_process",

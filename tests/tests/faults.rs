@@ -535,3 +535,37 @@ async fn the_store_writer_runs_ahead_of_the_sessions_and_the_live_view_last() ->
     assert_eq!(nice_of("live-clients"), [19], "threads: {threads:?}");
     Ok(())
 }
+
+/// On a machine whose open-file limit is below `--max-connections` plus what the hub keeps for
+/// itself, the hub lowers its connection cap to fit: a connection over it gets a clean 503 (and
+/// a place again once another closes), where it would otherwise fail to be accepted at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_are_capped_to_what_the_open_file_limit_allows() -> anyhow::Result<()> {
+    use tokio::io::AsyncWriteExt;
+    let dir = tempfile::tempdir()?;
+    let db = dir.path().join("hub.db");
+    let hub = HubProcess::spawn(&ChildConfig {
+        open_files: Some(160),
+        ..ChildConfig::new(&db)
+    })?;
+    // 160 descriptors, 64 kept for the database and the listeners: 96 connections. Each of
+    // these sends half a request and holds its place (for the 10 s header timeout).
+    let mut held = Vec::new();
+    for _ in 0..96 {
+        let mut tcp = tokio::net::TcpStream::connect(hub.addr).await?;
+        tcp.write_all(b"GET /login HTTP/1.1\r\nHost: x\r\n").await?;
+        held.push(tcp);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let over = browser::http_get(hub.addr, "/login", &[]).await?;
+    assert_eq!(over.status, 503, "{}", over.text());
+    held.pop();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        browser::http_get(hub.addr, "/login", &[]).await?.status,
+        200
+    );
+    drop(held);
+    hub.terminate(Duration::from_secs(10))?;
+    Ok(())
+}
