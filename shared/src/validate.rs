@@ -113,12 +113,12 @@ pub fn validate_readings(
     Ok(())
 }
 
-/// [`validate_batch`] for a batch as [`crate::decode_device_frame`] gives it. The rules hold for every reading when
-/// they hold for the batch's extremes, which the view gathered while checking its bytes: the
-/// union of its sensors, its smallest and largest offsets (a reading's time grows with its
-/// offset, so the range check of the two ends covers every reading between), whether all its
-/// values are finite. Only a batch that breaks a rule is walked, to name the first reading at
-/// fault.
+/// [`validate_batch`] for a batch as [`crate::decode_device_frame`] gives it, with the same
+/// answers. The rules hold for every reading when they hold for the batch's extremes, which the
+/// decoder gathered on its way through the readings: the union of their sensors, the smallest
+/// and largest offset (a reading's time grows with its offset, so the range check of the two
+/// ends covers every reading between), whether every value is finite. Only a batch that breaks
+/// a rule is walked, to name the first reading at fault.
 #[cfg(feature = "alloc")]
 pub fn validate_view(
     batch: &crate::frame::BatchView<'_>,
