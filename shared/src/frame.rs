@@ -84,17 +84,12 @@ impl<'r> BatchView<'r> {
             count.min(MAX_READINGS_PER_BATCH as u64) as usize,
             Reading::default(),
         );
-        // Sensors below 64 (the usual ids) gather in a register, the others in memory.
-        let (mut low_sensors, mut high_sensors) = (0u64, [0u64; 3]);
+        let mut sensors = SensorSet::default();
         let (mut min_offset, mut max_offset, mut finite) = (u32::MAX, 0, true);
         for slot in out.iter_mut() {
             let (reading, after) = take_reading(left)?;
             left = after;
-            let bit = 1u64 << (reading.sensor % 64);
-            match (reading.sensor / 64).checked_sub(1) {
-                None => low_sensors |= bit,
-                Some(word) => high_sensors[usize::from(word)] |= bit,
-            }
+            sensors.insert(reading.sensor);
             min_offset = min_offset.min(reading.offset_ms);
             max_offset = max_offset.max(reading.offset_ms);
             finite &= reading.value.is_finite();
@@ -115,12 +110,7 @@ impl<'r> BatchView<'r> {
             clock: head.clock,
             dropped: head.dropped,
             readings: out,
-            sensors: SensorSet::from_words([
-                low_sensors,
-                high_sensors[0],
-                high_sensors[1],
-                high_sensors[2],
-            ]),
+            sensors,
             min_offset,
             max_offset,
             finite,
@@ -199,14 +189,6 @@ fn take_reading_by_fields(bytes: &[u8]) -> Result<(Reading, &[u8]), DecodeError>
 /// ceil(bits / 7) bytes, and in the longest form a last byte that fits the bits left.
 #[inline]
 fn take_varint(bytes: &[u8], bits: u32) -> Result<(u64, &[u8]), DecodeError> {
-    // One and two bytes (offsets under 16.4 s) first: most readings take one of these.
-    match bytes {
-        [b, rest @ ..] if *b < 0x80 => return Ok((u64::from(*b), rest)),
-        [b0, b1, rest @ ..] if *b1 < 0x80 => {
-            return Ok((u64::from(b0 & 0x7f) | u64::from(*b1) << 7, rest));
-        }
-        _ => {}
-    }
     let max_len = bits.div_ceil(7) as usize;
     let max_last = (1u8 << (bits % 7)) - 1;
     let mut out = 0u64;

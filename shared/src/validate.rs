@@ -10,12 +10,6 @@ use crate::message::{Batch, Hello, Reading, RejectReason};
 pub struct SensorSet([u64; 4]);
 
 impl SensorSet {
-    /// The set whose ids `64 * w + b` are the 1-bits `b` of `words[w]`.
-    #[cfg(feature = "alloc")]
-    pub(crate) const fn from_words(words: [u64; 4]) -> Self {
-        Self(words)
-    }
-
     pub fn insert(&mut self, id: u8) -> bool {
         let (word, bit) = ((id / 64) as usize, 1u64 << (id % 64));
         let fresh = self.0[word] & bit == 0;
